@@ -1,0 +1,45 @@
+"""The runner contract: one small class per backend, one output (a Matte)."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from studio.matte import Matte
+from studio.zoo import Variant
+
+
+class Runner(ABC):
+    """A loaded model. `predict` takes RGB uint8 (H, W, 3) and returns a Matte at (H, W)."""
+
+    def __init__(self, variant: Variant, weights: Path | None, device: str = "cpu", threads: int = 0):
+        self.variant = variant
+        self.weights = weights
+        self.device = device
+        self.threads = threads
+
+    @abstractmethod
+    def predict(self, image: np.ndarray) -> Matte: ...
+
+    def close(self) -> None:
+        """Release what the runner holds (sessions, GPU memory)."""
+        return None
+
+
+class Stopwatch:
+    """Collects named phase durations: `with sw("inference"): ...`."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, phase: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - t0

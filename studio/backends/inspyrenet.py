@@ -1,0 +1,98 @@
+"""InSPyReNet through transparent-background's `Remover`.
+
+The Remover is built with the variant's mode, resize policy and jit flag, on a local
+checkpoint. `predict` runs the same steps as `Remover.process(img, type='map')` (its own
+transform, its model, bilinear resize back) but times them separately and keeps the
+float map instead of rounding to 8 bits. fp16 is supported on CUDA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from studio import paths
+from studio.backends.base import Runner, Stopwatch
+from studio.errors import ModelError
+from studio.matte import Matte
+
+
+def quiet_import_transparent_background():
+    """Import the package without its GUI warning (flet is not installed here)."""
+    os.environ.setdefault("TRANSPARENT_BACKGROUND_FILE_PATH", str(paths.cache_dir()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import transparent_background
+
+    return transparent_background
+
+
+def jit_dir_for(weights: Path, sha256: str) -> Path:
+    """A folder per checkpoint hash: Remover caches its traced model beside the ckpt, keyed
+    only by mode and device, so checkpoints must not share a folder."""
+    folder = paths.cache_dir() / "inspyrenet" / sha256[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / weights.name
+    if not link.exists():
+        try:
+            link.symlink_to(weights.resolve())
+        except OSError:
+            import shutil
+
+            shutil.copyfile(weights, link)
+    return link
+
+
+class InSPyReNetRunner(Runner):
+    def __init__(self, variant, weights, device="cpu", threads=0, weights_sha256: str | None = None):
+        super().__init__(variant, weights, device, threads)
+        import torch
+
+        quiet_import_transparent_background()
+        from transparent_background import Remover
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        opts = variant.options
+        self.half = variant.precision == "fp16"
+        if self.half and not device.startswith("cuda"):
+            raise ModelError(f"{variant.id}: fp16 InSPyReNet needs a CUDA device, got {device!r}")
+        if self.half and opts.get("jit"):
+            raise ModelError(f"{variant.id}: fp16 and jit cannot be combined")
+        ckpt = jit_dir_for(weights, weights_sha256) if opts.get("jit") and weights_sha256 else weights
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Remover warns about dynamic resize in fast mode
+            self.remover = Remover(mode=opts.get("mode", "base"), jit=bool(opts.get("jit")),
+                                   device=device, ckpt=str(ckpt), resize=opts.get("resize", "static"))
+        if self.half:
+            self.remover.model = self.remover.model.half()
+        self.torch = torch
+
+    def predict(self, image: np.ndarray) -> Matte:
+        torch = self.torch
+        sw = Stopwatch()
+        h, w = image.shape[:2]
+        cuda = self.device.startswith("cuda")
+        with sw("preprocess"):
+            x = self.remover.transform(Image.fromarray(image)).unsqueeze(0).to(self.remover.device)
+            if self.half:
+                x = x.half()
+        with sw("inference"), torch.no_grad():
+            pred = self.remover.model(x)
+            if cuda:
+                torch.cuda.synchronize()
+        with sw("postprocess"), torch.no_grad():
+            pred = torch.nn.functional.interpolate(pred.float(), (h, w), mode="bilinear", align_corners=True)
+            alpha = pred.squeeze().cpu().numpy()
+        return Matte(alpha=alpha, variant=self.variant.id, timings=sw.timings)
+
+    def close(self) -> None:
+        self.remover = None
+        if self.device.startswith("cuda"):
+            self.torch.cuda.empty_cache()

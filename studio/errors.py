@@ -1,0 +1,22 @@
+"""Errors a user can act on. Fronts print `str(err)` as one line, never a traceback."""
+
+
+class StudioError(Exception):
+    """Base of every error the studio raises on purpose."""
+
+
+class UnknownVariant(StudioError, KeyError):
+    def __str__(self) -> str:  # KeyError would wrap the message in quotes
+        return str(self.args[0])
+
+
+class WeightsNotInstalled(StudioError):
+    """A variant's weights are not in the cache; the message gives the command to fetch them."""
+
+
+class WeightsFetchError(StudioError):
+    """Every source of a weights file failed; the message lists each one and why."""
+
+
+class ModelError(StudioError):
+    """A model failed to load or to run."""

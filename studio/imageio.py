@@ -1,0 +1,215 @@
+"""The one image loader every front uses, and the one mask writer.
+
+`load_image` gives RGB uint8, upright by EXIF, size-capped. `load_mask` gives a float32
+reference in [0, 1]. Anything Pillow cannot read cleanly raises `ImageError` with a
+message a user can act on.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# 50 MP, about 7000 x 7000: far above what any matting model resizes from, far below
+# what would exhaust memory as float32 planes. Override with STUDIO_MAX_PIXELS.
+DEFAULT_MAX_PIXELS = 50_000_000
+
+ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
+
+
+class ImageError(ValueError):
+    """An input image that cannot be used, with the reason in plain words."""
+
+
+def max_pixels() -> int:
+    return int(os.environ.get("STUDIO_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+
+
+def _describe(src: ImageSource) -> str:
+    if isinstance(src, str | os.PathLike):
+        return str(src)
+    if isinstance(src, bytes):
+        return f"<{len(src)} bytes>"
+    return f"<{type(src).__name__}>"
+
+
+def _open(src: ImageSource) -> Image.Image:
+    """Open and fully decode an image, turning every failure into ImageError."""
+    name = _describe(src)
+    if isinstance(src, Image.Image):
+        img = src
+    elif isinstance(src, np.ndarray):
+        return Image.fromarray(_array_to_uint8(src))
+    else:
+        if isinstance(src, str | os.PathLike):
+            path = Path(src)
+            if not path.exists():
+                raise ImageError(f"{name}: no such file")
+            if path.is_dir():
+                raise ImageError(f"{name}: is a folder, not an image")
+            if path.stat().st_size == 0:
+                raise ImageError(f"{name}: the file is empty")
+            fp: object = path
+        else:
+            if not src:
+                raise ImageError("the uploaded data is empty")
+            fp = io.BytesIO(src)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(fp)  # type: ignore[arg-type]
+        except UnidentifiedImageError:
+            raise ImageError(f"{name}: not an image format Pillow can read") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageError(f"{name}: refused as a decompression bomb ({exc})") from None
+        except OSError as exc:
+            raise ImageError(f"{name}: cannot be opened ({exc})") from None
+
+    w, h = img.size
+    cap = max_pixels()
+    if w * h > cap:
+        raise ImageError(
+            f"{name}: {w}x{h} is {w * h / 1e6:.1f} MP, over the cap of {cap / 1e6:.0f} MP "
+            "(set STUDIO_MAX_PIXELS to raise it)"
+        )
+    if w == 0 or h == 0:
+        raise ImageError(f"{name}: has zero size ({w}x{h})")
+    try:
+        img.load()
+    except OSError as exc:
+        raise ImageError(f"{name}: truncated or corrupt image data ({exc})") from None
+    except (SyntaxError, ValueError) as exc:  # Pillow raises these for broken headers
+        raise ImageError(f"{name}: corrupt image data ({exc})") from None
+    return img
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """Apply EXIF orientation; a broken EXIF block should not make the pixels unusable."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:
+        return img
+
+
+def _array_to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Scale a numeric array to uint8: 16-bit by its bit depth, floats as [0, 1] or [0, 255]."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    if np.issubdtype(arr.dtype, np.integer):
+        top = int(arr.max()) if arr.size else 0
+        if top > 255:  # 16-bit data (I;16, I) is scaled by bit depth, not by its own max
+            return (np.clip(arr, 0, 65535).astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    arr = np.nan_to_num(arr.astype(np.float64))
+    if arr.size and arr.max() <= 1.0:
+        arr = arr * 255.0
+    return (np.clip(arr, 0, 255) + 0.5).astype(np.uint8)
+
+
+def _flatten_alpha(img: Image.Image) -> Image.Image:
+    """Composite transparent pixels over white, as an image viewer shows them."""
+    rgba = img.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
+def to_rgb(img: Image.Image) -> np.ndarray:
+    """Any Pillow mode as RGB uint8 (H, W, 3)."""
+    mode = img.mode
+    if mode == "RGB":
+        return np.asarray(img, dtype=np.uint8).copy()
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+        return np.asarray(_flatten_alpha(img), dtype=np.uint8).copy()
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        gray = _array_to_uint8(np.asarray(img))
+        return np.repeat(gray[..., None], 3, axis=2)
+    # CMYK, YCbCr, LAB, HSV, P, L and 1 all have a Pillow conversion to RGB.
+    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
+def load_image(src: ImageSource) -> np.ndarray:
+    """Load an image as RGB uint8 (H, W, 3), EXIF-upright and under the pixel cap."""
+    if isinstance(src, np.ndarray):
+        arr = _array_to_uint8(src)
+        if arr.ndim == 2:
+            arr = np.repeat(arr[..., None], 3, axis=2)
+        if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+            raise ImageError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4), got {arr.shape}")
+        if arr.shape[2] == 4:
+            return to_rgb(Image.fromarray(arr, "RGBA"))
+        return np.ascontiguousarray(arr)
+    return to_rgb(_upright(_open(src)))
+
+
+def load_mask(src: ImageSource, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Load a reference mask or matte as float32 (H, W) in [0, 1].
+
+    A mask with a non-constant alpha channel (an RGBA cut-out) is read from its alpha;
+    otherwise from its luminance. `size` is (width, height): a mask of another size is
+    refused with ImageError rather than silently resized.
+    """
+    if isinstance(src, np.ndarray):
+        arr = src
+        if arr.ndim == 3:
+            arr = arr[..., 3] if arr.shape[2] == 4 else arr[..., :3].mean(axis=2)
+        if np.issubdtype(arr.dtype, np.floating) and arr.size and arr.max() <= 1.0:
+            alpha = np.clip(arr, 0.0, 1.0).astype(np.float32)
+        else:
+            alpha = _array_to_uint8(np.asarray(arr)).astype(np.float32) / 255.0
+    else:
+        img = _upright(_open(src))
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            a = np.asarray(img.convert("RGBA"))[..., 3]
+            if a.min() != a.max():
+                alpha = a.astype(np.float32) / 255.0
+            else:
+                alpha = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+        elif img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+            alpha = _array_to_uint8(np.asarray(img)).astype(np.float32) / 255.0
+        else:
+            alpha = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    if size is not None and (alpha.shape[1], alpha.shape[0]) != tuple(size):
+        raise ImageError(
+            f"{_describe(src)}: mask is {alpha.shape[1]}x{alpha.shape[0]} but the image is "
+            f"{size[0]}x{size[1]}"
+        )
+    return np.ascontiguousarray(alpha, dtype=np.float32)
+
+
+def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
+    return (np.clip(alpha, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write a file so a killed process never leaves a half-written one under the name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_alpha_png(alpha: np.ndarray, path: str | os.PathLike) -> Path:
+    """Save an alpha matte as an 8-bit grayscale PNG, atomically."""
+    path = Path(path)
+    atomic_write_bytes(path, encode_png(alpha_to_uint8(alpha)))
+    return path

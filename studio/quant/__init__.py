@@ -1,0 +1,1 @@
+"""Derived builds: precision changes and quantization of ONNX models."""

@@ -1,0 +1,124 @@
+"""The weights cache on disk: a file, plus a JSON sidecar saying where it came from.
+
+A file counts as installed only when its sidecar exists and agrees with its size. Files
+are written under a temporary name and renamed into place, the sidecar last, so a killed
+pull never leaves something that passes as installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from studio import paths
+
+CHUNK = 1 << 20
+
+
+@dataclass
+class Installed:
+    """What the sidecar records about an installed weights file."""
+
+    path: str
+    size: int
+    sha256: str
+    source: str  # e.g. "url https://...", "npm @imgly/...:/models/medium", "untrained fast"
+    untrained: bool = False
+    md5: str | None = None
+    installed_at: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return "untrained — latency only" if self.untrained else "trained"
+
+
+def file_path(name: str) -> Path:
+    return paths.weights_dir() / name
+
+
+def sidecar_path(name: str) -> Path:
+    return paths.weights_dir() / f"{name}.json"
+
+
+def installed(name: str) -> Installed | None:
+    """The record of an installed file, or None when it is absent or incomplete."""
+    path, meta = file_path(name), sidecar_path(name)
+    if not path.is_file() or not meta.is_file():
+        return None
+    try:
+        rec = Installed(**json.loads(meta.read_text()))
+    except (ValueError, TypeError):
+        return None
+    if rec.size != path.stat().st_size:
+        return None
+    rec.path = str(path)
+    return rec
+
+
+def hash_file(path: str | os.PathLike, algorithms: Iterable[str] = ("sha256", "md5")) -> dict[str, str]:
+    hashers = {a: hashlib.new(a) for a in algorithms}
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            for h in hashers.values():
+                h.update(block)
+    return {a: h.hexdigest() for a, h in hashers.items()}
+
+
+def verify(name: str) -> Installed:
+    """Re-hash an installed file against its sidecar; raise if it changed on disk."""
+    from studio.errors import WeightsNotInstalled
+
+    rec = installed(name)
+    if rec is None:
+        raise WeightsNotInstalled(f"{name} is not installed")
+    actual = hash_file(rec.path, ("sha256",))["sha256"]
+    if actual != rec.sha256:
+        raise WeightsNotInstalled(
+            f"{name} is corrupt: sha256 {actual[:12]}… but it was installed as {rec.sha256[:12]}…; "
+            "pull it again"
+        )
+    return rec
+
+
+@contextmanager
+def staging(name: str) -> Iterator[Path]:
+    """A temporary path beside the final one; removed unless `commit` moved it away."""
+    final = file_path(name)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def commit(tmp: Path, name: str, source: str, untrained: bool = False) -> Installed:
+    """Hash a finished temporary file, move it into place, then write its sidecar."""
+    digests = hash_file(tmp)
+    final = file_path(name)
+    sidecar_path(name).unlink(missing_ok=True)  # the old record no longer describes the file
+    os.replace(tmp, final)
+    rec = Installed(
+        path=str(final), size=final.stat().st_size, sha256=digests["sha256"], md5=digests["md5"],
+        source=source, untrained=untrained, installed_at=time.time(),
+    )
+    meta = sidecar_path(name)
+    fd, tmp_meta = tempfile.mkstemp(prefix=f".{meta.name}.", dir=meta.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(asdict(rec), f, indent=2)
+    os.replace(tmp_meta, meta)
+    return rec
+
+
+def remove(name: str) -> None:
+    sidecar_path(name).unlink(missing_ok=True)
+    file_path(name).unlink(missing_ok=True)
