@@ -20,3 +20,7 @@ class WeightsFetchError(StudioError):
 
 class ModelError(StudioError):
     """A model failed to load or to run."""
+
+
+class ImageError(StudioError, ValueError):
+    """An input image (or mask) that cannot be used, with the reason in plain words."""

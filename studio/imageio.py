@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from studio.errors import ImageError
+
+__all__ = ["ImageError", "load_image", "load_mask", "save_alpha_png"]
+
 # 50 MP, about 7000 x 7000: far above what any matting model resizes from, far below
 # what would exhaust memory as float32 planes. Override with STUDIO_MAX_PIXELS.
 DEFAULT_MAX_PIXELS = 50_000_000
 
 ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
-
-
-class ImageError(ValueError):
-    """An input image that cannot be used, with the reason in plain words."""
 
 
 def max_pixels() -> int:
@@ -60,6 +60,8 @@ def _open(src: ImageSource) -> Image.Image:
             if not src:
                 raise ImageError("the uploaded data is empty")
             fp = io.BytesIO(src)
+        cap = max_pixels()
+        Image.MAX_IMAGE_PIXELS = cap  # Pillow's own bomb check then agrees with ours
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -67,7 +69,10 @@ def _open(src: ImageSource) -> Image.Image:
         except UnidentifiedImageError:
             raise ImageError(f"{name}: not an image format Pillow can read") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageError(f"{name}: refused as a decompression bomb ({exc})") from None
+            raise ImageError(
+                f"{name}: over the cap of {cap / 1e6:.0f} MP, refused before decoding "
+                f"(set STUDIO_MAX_PIXELS to raise it; {exc})"
+            ) from None
         except OSError as exc:
             raise ImageError(f"{name}: cannot be opened ({exc})") from None
 

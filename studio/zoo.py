@@ -7,6 +7,7 @@ it loads, licence and training-data notes. Code that runs a variant lives in
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import functools
 from dataclasses import dataclass, field
@@ -98,7 +99,7 @@ class Zoo:
         try:
             return self.variants[variant_id]
         except KeyError:
-            close = [v for v in self.variants if variant_id.lower() in v.lower()][:5]
+            close = difflib.get_close_matches(variant_id, list(self.variants), n=5, cutoff=0.6)
             hint = f" Did you mean: {', '.join(close)}?" if close else " See `studio models`."
             raise UnknownVariant(f"unknown model variant {variant_id!r}.{hint}") from None
 

