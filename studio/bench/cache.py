@@ -1,0 +1,92 @@
+"""The prediction cache: one entry per (variant artifact, image content, preprocessing).
+
+An entry is an 8-bit alpha PNG plus a JSON record of its timings, each written atomically
+the moment it is computed, so a killed run loses at most the image in flight and a rerun
+computes only what changed. Scores are always computed from the stored 8-bit alpha, so a
+fresh and a resumed run give the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from studio import paths
+from studio.imageio import alpha_to_uint8, atomic_write_bytes, encode_png, load_mask
+from studio.zoo import Variant
+
+CACHE_VERSION = 1
+
+
+def cache_root() -> Path:
+    return paths.results_dir() / "cache"
+
+
+def variant_fingerprint(variant: Variant, artifact_sha256: str | None, device: str, threads: int) -> str:
+    """What decides a variant's output: its weights, backend, config, and where it runs."""
+    cfg = {
+        "v": CACHE_VERSION, "id": variant.id, "backend": variant.backend, "precision": variant.precision,
+        "input_size": variant.input_size, "preprocess": variant.preprocess, "postprocess": variant.postprocess,
+        "options": variant.options, "artifact": artifact_sha256, "device": device, "threads": threads,
+    }
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+@dataclass
+class CachedPrediction:
+    alpha: np.ndarray  # float32 [0, 1], from the stored 8-bit PNG
+    timings: dict[str, float]  # per timed repeat: lists under "runs"
+    runs: list[dict[str, float]]
+    created_at: float
+
+
+class PredictionCache:
+    def __init__(self, variant_key: str, root: Path | None = None):
+        self.dir = (root or cache_root()) / variant_key
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def _paths(self, image_hash: str) -> tuple[Path, Path]:
+        return self.dir / f"{image_hash[:32]}.png", self.dir / f"{image_hash[:32]}.json"
+
+    def get(self, image_hash: str) -> CachedPrediction | None:
+        png, meta = self._paths(image_hash)
+        if not (png.is_file() and meta.is_file()):
+            return None
+        try:
+            rec = json.loads(meta.read_text())
+            alpha = load_mask(png)
+        except Exception:  # a damaged entry is recomputed, not trusted
+            return None
+        return CachedPrediction(alpha=alpha, timings=rec["timings"], runs=rec["runs"], created_at=rec["created_at"])
+
+    def put(self, image_hash: str, alpha: np.ndarray, runs: list[dict[str, float]]) -> CachedPrediction:
+        png, meta = self._paths(image_hash)
+        q = alpha_to_uint8(alpha)
+        atomic_write_bytes(png, encode_png(q))
+        rec = {"timings": runs[0], "runs": runs, "created_at": time.time()}
+        atomic_write_bytes(meta, json.dumps(rec).encode())  # the record last: it marks the entry complete
+        return CachedPrediction(alpha=q.astype(np.float32) / 255.0, timings=runs[0], runs=runs,
+                                created_at=rec["created_at"])
+
+
+class JsonCache:
+    """Small JSON results (cold starts) under a key, written atomically."""
+
+    def __init__(self, kind: str, root: Path | None = None):
+        self.dir = (root or cache_root()) / kind
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def get(self, key: str) -> dict | None:
+        p = self.dir / f"{key}.json"
+        try:
+            return json.loads(p.read_text()) if p.is_file() else None
+        except ValueError:
+            return None
+
+    def put(self, key: str, value: dict) -> None:
+        atomic_write_bytes(self.dir / f"{key}.json", json.dumps(value).encode())

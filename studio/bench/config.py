@@ -1,0 +1,58 @@
+"""What a benchmark run is asked to do: one dataclass, filled from flags or a suite file."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from studio import paths
+
+
+@dataclass
+class SuiteConfig:
+    models: list[str] | None = None  # ids, globs or families; None: every installed variant
+    dataset: str | None = None  # None: the embedded sample; a catalogue name; a folder
+    limit: int | None = None
+    device: str = "cpu"
+    threads: int = 0  # 0: the runtime's default
+    warmup: int = 1  # untimed runs before timing, per variant
+    repeats: int = 1  # timed runs per image (the first one is scored)
+    cold_start: bool = True
+    budget_p95_ms: float | None = None
+    budget_memory_mb: float | None = None
+    price_per_hour: float | None = None
+    quality_metric: str = "iou"
+    out: Path = field(default_factory=lambda: paths.results_dir() / "latest")
+    resume: bool = True  # reuse cached predictions (a killed run picks up where it stopped)
+    seed: int = 0
+    name: str = "adhoc"
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["out"] = str(self.out)
+        return d
+
+
+def load_suite_file(path: str | Path) -> dict[str, Any]:
+    """A named suite (`eval/suites/*.yaml`): keys are SuiteConfig fields. Unknown keys are refused."""
+    p = Path(path)
+    if not p.exists():
+        candidate = paths.REPO_ROOT / "eval" / "suites" / f"{path}.yaml"
+        if candidate.exists():
+            p = candidate
+    raw = yaml.safe_load(p.read_text()) or {}
+    known = {f.name for f in fields(SuiteConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"{p}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+    # relative paths in a suite file are relative to the repository, not the caller's cwd
+    if "out" in raw:
+        raw["out"] = paths.REPO_ROOT / raw["out"]
+    ds = raw.get("dataset")
+    if isinstance(ds, str) and ("/" in ds or ds.startswith(".")) and not Path(ds).is_absolute():
+        raw["dataset"] = str((paths.REPO_ROOT / ds).resolve())
+    raw.setdefault("name", p.stem)
+    return raw
