@@ -62,9 +62,11 @@ def describe(variant: Variant | str) -> VariantInfo:
     )
 
 
-def installed_variants() -> list[Variant]:
-    """Every variant that can run here now (weights present, or none needed)."""
-    return [v for v in load_zoo().variants.values() if describe(v).installed and not v.requires]
+def installed_variants(include_references: bool = False) -> list[Variant]:
+    """Every variant that can run here now (weights present, or none needed). Parity
+    references (the same weights through rembg's session) only when asked for."""
+    return [v for v in load_zoo().variants.values()
+            if describe(v).installed and not v.requires and (v.default or include_references)]
 
 
 @dataclass

@@ -72,6 +72,7 @@ class Variant:
     derived_from: str | None = None
     recipe: dict[str, Any] | None = None
     requires: str | None = None  # e.g. "cuda"
+    default: bool = True  # part of "every installed variant" runs (parity references are not)
 
     @property
     def input_size_label(self) -> str:

@@ -24,9 +24,17 @@ PHASES = ("interpreter", "import", "weights", "init", "first_inference")
 
 
 def _peak_rss_mb() -> float:
+    """This process's high-water RSS. VmHWM starts afresh at exec; getrusage's ru_maxrss
+    would carry the parent's peak across fork+exec."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _gpu_mb(device: str) -> float | None:

@@ -160,6 +160,6 @@ Variants flagged "untrained — latency only" have random weights: their quality
 {'<h2>Cold start</h2><div>' + fig_html[2] + '</div>' if len(fig_html) > 2 else ''}
 {_gallery(worst)}
 {_errors_block(summary)}
-<h2>Environment</h2><table class='env'>{env_rows}</table>
+<h2>Environment</h2><details open><summary>machine, packages, metric conventions</summary><table class='env'>{env_rows}</table></details>
 </body></html>"""
     atomic_write_bytes(path, doc.encode())
