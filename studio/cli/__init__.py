@@ -14,6 +14,8 @@ COMMANDS = [
     "studio.cli.models",
     "studio.cli.weights",
     "studio.cli.predict",
+    "studio.cli.metrics",
+    "studio.cli.data",
 ]
 
 

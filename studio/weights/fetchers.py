@@ -119,7 +119,11 @@ def fetch_untrained(source: Source, dest: Path, progress: bool = True, seed: int
 
     if progress:
         print(f"initialising an untrained InSPyReNet ({source.location}, seed {seed}) …", flush=True)
-    model = InSPyReNet_SwinB(depth=64, pretrained=False, threshold=None, base_size=cfg["base_size"])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.meshgrid's indexing notice inside the package
+        model = InSPyReNet_SwinB(depth=64, pretrained=False, threshold=None, base_size=cfg["base_size"])
     torch.save(model.state_dict(), dest)
 
 
