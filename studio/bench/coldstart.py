@@ -27,7 +27,7 @@ def _peak_rss_mb() -> float:
     """This process's high-water RSS. VmHWM starts afresh at exec; getrusage's ru_maxrss
     would carry the parent's peak across fork+exec."""
     try:
-        for line in open("/proc/self/status"):
+        for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return float(line.split()[1]) / 1024.0
     except OSError:

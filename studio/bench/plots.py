@@ -44,7 +44,7 @@ def pareto_figure(summary: dict[str, Any], metric: str | None = None,
         size = 12 + 34 * math.sqrt(max(r.get("model_size_mb") or 1.0, 1.0) / ref)
         fig.add_trace(go.Scatter(
             x=[r["latency"]["p95_ms"]], y=[q], mode="markers+text", name=label, text=[r["id"]],
-            textposition="top center",
+            textposition="top center", cliponaxis=False,
             error_y={"type": "data", "symmetric": False, "array": [ci[1] - q], "arrayminus": [q - ci[0]],
                      "thickness": 1, "width": 3},
             marker={"size": size, "color": "rgba(0,0,0,0)" if latency_only else PALETTE[i % len(PALETTE)],

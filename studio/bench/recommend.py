@@ -101,8 +101,8 @@ def recommend(summary: dict[str, Any], budget_p95_ms: float | None = None, budge
         out["comparison"] = comp
         if comp is not None:
             out["significant"] = bool(comp["significant"])
-            verdict = "significantly better" if comp["significant"] else "not significantly different"
-            reason += (f"; runner-up {second['id']} ({quality_of(second, metric):.4f}) is {verdict} "
+            verdict = "significant" if comp["significant"] else "not significant"
+            reason += (f"; the gap to runner-up {second['id']} ({quality_of(second, metric):.4f}) is {verdict} "
                        f"(paired bootstrap, diff {comp['diff']:+.4f}, 95% CI [{comp['ci95'][0]:+.4f}, "
                        f"{comp['ci95'][1]:+.4f}])")
             if not comp["significant"]:

@@ -1,0 +1,355 @@
+"""The Blocks layout. Handlers live in `studio.ui.compare`, `.benchmark` and `.models`; this
+module only places components and wires events to them (turning user errors into gr.Error).
+
+Every event has an `api_name`. Inference (`compare`, `benchmark`) shares one queue slot
+(`concurrency_id="inference"`, limit 1): parallel users wait their turn instead of
+sharing CPU cores, which would corrupt each other's timings.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from studio.errors import StudioError
+from studio.pool import DEFAULT_POOL
+from studio.ui import benchmark as bench_h
+from studio.ui import compare as compare_h
+from studio.ui import models as models_h
+from studio.ui import space, theme, variants
+from studio.ui.uploads import UploadError
+
+INFERENCE = "inference"  # the one queue slot every timed function shares
+ERROR_TITLE = "Cannot do that"
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Show the errors a user can act on as gr.Error (a clear toast), for plain and generator
+    handlers alike. The wrapper keeps the signature Gradio inspects (progress, request)."""
+
+    def convert(exc: Exception) -> gr.Error:
+        return gr.Error(str(exc), title=ERROR_TITLE, print_exception=False)
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen(*args: Any, **kwargs: Any):
+            try:
+                yield from fn(*args, **kwargs)
+            except (UploadError, StudioError) as exc:
+                raise convert(exc) from None
+        return gen
+
+    @functools.wraps(fn)
+    def plain(*args: Any, **kwargs: Any):
+        try:
+            return fn(*args, **kwargs)
+        except (UploadError, StudioError) as exc:
+            raise convert(exc) from None
+    return plain
+
+
+# --- Compare ----------------------------------------------------------------------------------
+
+def _compare_outputs(out: tuple) -> tuple:
+    gallery, slider, picker, table, rows, files, status, state = out
+    per_row = 3 if state.get("with_reference") else 2
+    return (
+        gr.Gallery(value=gallery, columns=per_row),
+        slider,
+        gr.Dropdown(choices=picker["choices"], value=picker["value"]),
+        table,
+        rows,
+        files,
+        status,
+        state,
+    )
+
+
+
+@user_errors
+def compare(image: Any, reference: Any = None, variant_ids: list[str] | None = None):
+    """Compare variants on one image. Streams: gallery, slider, slider picker, table,
+    JSON rows (one per variant: id, timings, metrics when a reference is given), downloads,
+    status."""
+    for out in compare_h.compare(image, reference, variant_ids):
+        yield _compare_outputs(out)
+
+
+def show_slider(variant_id: str | None, state: dict | None):
+    return compare_h.slider_for(variant_id, state)
+
+
+def select_result(state: dict | None, evt: gr.SelectData):
+    vid = compare_h.variant_at(evt.index if isinstance(evt.index, int) else 0, state)
+    return gr.Dropdown(value=vid), compare_h.slider_for(vid, state)
+
+
+@user_errors
+def load_sample(sample_id: str | None):
+    from studio.ui import samples
+
+    if not sample_id:
+        return gr.skip(), gr.skip()
+    img, mask = samples.sample_files(sample_id)
+    return str(img), str(mask)
+
+
+def sample_choices():
+    from studio.ui import samples
+
+    try:
+        return gr.Dropdown(choices=samples.sample_ids())
+    except Exception as exc:  # the sample is a convenience; the page must still work
+        return gr.Dropdown(choices=[], info=f"embedded sample unavailable: {exc}")
+
+
+# --- Benchmark --------------------------------------------------------------------------------
+
+def _bench_outputs(out: tuple) -> tuple:
+    md, fig, table, files, run, public = out
+    return md, fig, table, files, run, public
+
+
+@user_errors
+def benchmark(source: str, dataset: str | None, zip_file: Any, variant_ids: list[str] | None,
+              limit: float | None, warmup: float | None, repeats: float | None, cold_start: bool,
+              p95: float | None, memory: float | None, price: float | None,
+              progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's documented pattern)
+    """Run the benchmark suite; returns recommendation, Pareto plot, table, report files,
+    run id and summary.json."""
+    return _bench_outputs(bench_h.benchmark(source, dataset, zip_file, variant_ids, limit, warmup, repeats,
+                                            cold_start, p95, memory, price, progress=progress))
+
+
+@user_errors
+def recommend(run: str, p95: float | None, memory: float | None, price: float | None):
+    return _bench_outputs(bench_h.rerecommend(run, p95, memory, price))
+
+
+@user_errors
+def open_run(run: str | None, p95: float | None, memory: float | None, price: float | None):
+    if not run:
+        raise UploadError("choose a past run first")
+    return _bench_outputs(bench_h.open_run(run, p95, memory, price))
+
+
+def list_runs():
+    runs = bench_h.past_runs()
+    return gr.Dropdown(choices=runs, value=runs[0][1] if runs else None)
+
+
+def catalogue_choices():
+    return gr.Dropdown(choices=bench_h.catalogue_choices())
+
+
+def dataset_source(source: str):
+    return (gr.Dropdown(visible=source == bench_h.SOURCE_CATALOGUE),
+            gr.File(visible=source == bench_h.SOURCE_ZIP))
+
+
+# --- Models -----------------------------------------------------------------------------------
+
+@user_errors
+def fetch_weights(variant_ids: list[str] | None, untrained: bool,
+                  progress: gr.Progress = gr.Progress(track_tqdm=True)):  # noqa: B008
+    return models_h.fetch(variant_ids, untrained, progress=progress)
+
+
+def refresh_models(shown: list[str] | None, *current_groups: list[str] | None):
+    """After a fetch: the zoo table, the fetch list, and every variant picker, updated."""
+    current_choice_ids = list(shown or [])
+    groups = variants.grouped(installed_only=True)
+    before = set(variants.merge(*current_groups))
+    shown_before = set(current_choice_ids)
+    defaults = set(variants.default_ids())
+    updates = []
+    for items in groups.values():
+        ids = [vid for _, vid in items]
+        # keep the user's choices; newly installed default variants join the selection
+        value = [vid for vid in ids if vid in before or (vid not in shown_before and vid in defaults)]
+        updates.append(gr.CheckboxGroup(choices=items, value=value, visible=bool(items)))
+    bench_choices = [(c.label, c.id) for c in variants.choices() if c.installed]
+    return (models_h.zoo_table(), gr.Dropdown(choices=models_h.fetchable(), value=[], multiselect=True),
+            gr.Dropdown(choices=bench_choices, value=variants.default_ids(), multiselect=True),
+            models_h.pool_status(), variants.installed_ids(), *updates)
+
+
+def pool_status():
+    return models_h.pool_status()
+
+
+def select_variants(*groups: list[str] | None):
+    return variants.merge(*groups)
+
+
+# --- the app -----------------------------------------------------------------------------------
+
+def build_app() -> gr.Blocks:
+    """The whole app: Compare, Benchmark and Models tabs over the one engine."""
+    DEFAULT_POOL.budget_mb = space.pool_budget_mb()
+    zoo_choices = variants.choices()
+    installed = [c for c in zoo_choices if c.installed]
+    default_ids = [c.id for c in installed if c.default]
+    groups = variants.grouped(installed_only=True)
+    all_ids = [c.id for c in zoo_choices]
+    device = "ZeroGPU + CPU" if space.zerogpu_available() and space.on_spaces() else "CPU"
+
+    with gr.Blocks(title="Matting Studio", analytics_enabled=False, delete_cache=(3600, 7200),
+                   fill_width=True) as demo:
+        gr.HTML(theme.header_html(len(installed), len(zoo_choices), device))
+        with gr.Tabs():
+            # ----- Compare
+            with gr.Tab("Compare", id="compare"), gr.Row(equal_height=False):
+                with gr.Column(scale=1, min_width=290):
+                    image = gr.Image(label="Image", type="filepath", image_mode=None, height=210,
+                                     sources=["upload", "clipboard"], elem_id="compare-image", buttons=[])
+                    reference = gr.Image(label="Reference mask (optional)", type="filepath",
+                                         image_mode=None, height=150, sources=["upload", "clipboard"],
+                                         elem_id="compare-reference", buttons=[])
+                    gr.Markdown("<sub>A reference mask adds metrics and error overlays. "
+                                f"Uploads up to {space.max_upload_mb():g} MB.</sub>")
+                    sample = gr.Dropdown(label="…or pick an image from the embedded sample",
+                                         info="loads the image and its exact reference mask",
+                                         choices=[], value=None, elem_id="sample-picker")
+                    run = gr.Button("Run comparison", variant="primary", elem_classes=["run-button"],
+                                    elem_id="compare-run")
+                    with gr.Accordion("Models to compare", open=True):
+                        family_boxes = []
+                        for family, items in groups.items():
+                            family_boxes.append(gr.CheckboxGroup(
+                                choices=items, value=[vid for _, vid in items if vid in default_ids],
+                                label=variants.family_label(family), visible=bool(items),
+                                elem_classes=["family-group"], show_select_all=len(items) > 1))
+                        missing = len(zoo_choices) - len(installed)
+                        if missing:
+                            gr.Markdown(f"<sub>{missing} more variants in the zoo need weights: "
+                                        "see the **Models** tab.</sub>")
+                    chosen = gr.Dropdown(choices=all_ids, value=default_ids, multiselect=True,
+                                         label="variants", visible=False)
+                with gr.Column(scale=4, min_width=480):
+                    status = gr.Markdown("Upload an image (or pick a sample), choose models, then **Run comparison**.",
+                                         elem_id="compare-status")
+                    table = gr.Dataframe(label="Timings (ms) and metrics", interactive=False, wrap=True,
+                                         elem_id="compare-table", buttons=["copy"])
+                    gr.HTML(theme.LEGEND_HTML)
+                    gallery = gr.Gallery(label="Results, one row per model", columns=3, height="auto",
+                                         object_fit="contain", format="png", preview=False,
+                                         elem_id="compare-gallery", buttons=["download", "fullscreen"])
+                    with gr.Row(equal_height=False):
+                        slider = gr.ImageSlider(label="Original ↔ cut-out (drag the handle)", format="png",
+                                                type="filepath", max_height=560, scale=3, elem_id="compare-slider")
+                        with gr.Column(scale=1, min_width=220):
+                            slider_pick = gr.Dropdown(label="Slider shows", choices=[], value=None,
+                                                      elem_id="slider-pick",
+                                                      info="or click a result in the gallery")
+                    files = gr.File(label="Downloads: cut-outs (RGBA PNG) and masks", file_count="multiple",
+                                    elem_id="compare-files", height=180)
+                    with gr.Accordion("API rows (JSON)", open=False):
+                        rows_json = gr.JSON(label="one row per variant", elem_id="compare-json")
+                    state = gr.State({})
+                    shown_ids = gr.State([c.id for c in installed])  # what the pickers offered
+
+            # ----- Benchmark
+            with gr.Tab("Benchmark", id="benchmark"), gr.Row(equal_height=False):
+                with gr.Column(scale=4, min_width=320):
+                    source = gr.Radio(bench_h.SOURCES, value=bench_h.SOURCE_EMBEDDED, label="Dataset",
+                                      elem_id="bench-source")
+                    catalogue = gr.Dropdown(label="Catalogue dataset or folder (im/ + gt/)",
+                                            choices=[], value=None,
+                                            allow_custom_value=True, visible=False)
+                    zip_file = gr.File(label="Zip with im/ and gt/ folders", file_types=[".zip"],
+                                       visible=False)
+                    bench_variants = gr.Dropdown(choices=[(c.label, c.id) for c in installed],
+                                                 value=default_ids, multiselect=True,
+                                                 label="Models", elem_id="bench-variants")
+                    with gr.Row():
+                        limit = gr.Number(value=8, precision=0, minimum=0, label="Images (0: all)", elem_id="bench-limit")
+                        warmup = gr.Number(value=1, precision=0, minimum=0, label="Warm-up")
+                        repeats = gr.Number(value=1, precision=0, minimum=1, label="Repeats")
+                    cold = gr.Checkbox(value=False, label="Measure cold start (a fresh process per model; slow)")
+                    gr.Markdown("**Budgets**: changing one updates the recommendation without rerunning.")
+                    with gr.Row():
+                        p95 = gr.Number(value=0, label="p95 ≤ ms (0: none)", minimum=0, elem_id="bench-p95")
+                        memory = gr.Number(value=0, label="memory ≤ MB (0: none)", minimum=0, elem_id="bench-memory")
+                        price = gr.Number(value=0, label="$ / hour (0: none)", minimum=0, elem_id="bench-price")
+                    bench_run = gr.Button("Run benchmark", variant="primary", elem_classes=["run-button"],
+                                          elem_id="bench-run")
+                    with gr.Accordion("Past runs (eval/results)", open=True):
+                        past = gr.Dropdown(label="Open a past run", choices=[], value=None, elem_id="past-runs")
+                        with gr.Row():
+                            open_btn = gr.Button("Open", size="sm", elem_id="open-run")
+                            refresh_btn = gr.Button("Refresh list", size="sm")
+                with gr.Column(scale=8, min_width=480):
+                    rec_md = gr.Markdown("Run the benchmark, or open a past run.", elem_id="recommendation")
+                    plot = gr.Plot(label="Pareto: quality vs p95 latency", elem_id="bench-plot")
+                    bench_table = gr.Dataframe(label="Summary (★ recommended, ☆ runner-up)", interactive=False,
+                                               wrap=True, elem_id="bench-table", buttons=["copy"])
+                    report_files = gr.File(label="Report (HTML, summary.json, per-image CSV)",
+                                           file_count="multiple")
+                    with gr.Accordion("summary.json", open=False):
+                        summary_json = gr.JSON()
+                    run_id = gr.Textbox(label="run", visible=False)
+
+            # ----- Models
+            with gr.Tab("Models", id="models") as models_tab:
+                pool_md = gr.Markdown(models_h.pool_status())
+                zoo = gr.Dataframe(value=models_h.zoo_table(), label="Model zoo", interactive=False, wrap=True,
+                                   elem_id="zoo-table", buttons=["copy"], max_height=620,
+                                   column_widths=models_h.ZOO_COLUMN_WIDTHS)
+                with gr.Row(equal_height=False):
+                    to_fetch = gr.Dropdown(choices=models_h.fetchable(), value=[], multiselect=True, scale=4,
+                                           label="Fetch weights for")
+                    untrained = gr.Checkbox(value=False, scale=2,
+                                            label="InSPyReNet: untrained checkpoint (offline; latency only)")
+                    fetch_btn = gr.Button("Fetch", variant="primary", scale=1)
+                fetch_md = gr.Markdown()
+                pool_btn = gr.Button("Refresh loaded-model status", size="sm")
+
+        # ----- events: Compare
+        compare_outputs = [gallery, slider, slider_pick, table, rows_json, files, status, state]
+        gr.on([g.change for g in family_boxes], select_variants, inputs=family_boxes, outputs=chosen,
+              queue=False, api_name="select_variants", show_progress="hidden")
+        run.click(compare, inputs=[image, reference, chosen], outputs=compare_outputs, api_name="compare",
+                  concurrency_id=INFERENCE, concurrency_limit=1, preprocess=False,
+                  show_progress="minimal", show_progress_on=[status])
+        slider_pick.input(show_slider, inputs=[slider_pick, state], outputs=slider, api_name="show_slider",
+                          queue=False, show_progress="hidden")
+        gallery.select(select_result, inputs=[state], outputs=[slider_pick, slider], api_name="select_result",
+                       queue=False, show_progress="hidden")
+        sample.input(load_sample, inputs=sample, outputs=[image, reference], api_name="load_sample")
+
+        # ----- events: Benchmark
+        bench_outputs = [rec_md, plot, bench_table, report_files, run_id, summary_json]
+        source.change(dataset_source, inputs=source, outputs=[catalogue, zip_file], api_name="dataset_source",
+                      queue=False, show_progress="hidden")
+        bench_run.click(benchmark, inputs=[source, catalogue, zip_file, bench_variants, limit, warmup, repeats,
+                                           cold, p95, memory, price],
+                        outputs=bench_outputs, api_name="benchmark", concurrency_id=INFERENCE,
+                        concurrency_limit=1, preprocess=False).then(
+            list_runs, outputs=past, api_name="list_runs_after_benchmark", show_progress="hidden")
+        gr.on([p95.input, memory.input, price.input], recommend, inputs=[run_id, p95, memory, price],
+              outputs=bench_outputs, api_name="recommend", trigger_mode="always_last", show_progress="minimal")
+        open_btn.click(open_run, inputs=[past, p95, memory, price], outputs=bench_outputs, api_name="open_run")
+        refresh_btn.click(list_runs, outputs=past, api_name="list_runs", show_progress="hidden")
+
+        # ----- events: Models
+        fetch_btn.click(fetch_weights, inputs=[to_fetch, untrained], outputs=fetch_md, api_name="fetch_weights",
+                        concurrency_id="weights", concurrency_limit=1).then(
+            refresh_models, inputs=[shown_ids, *family_boxes],
+            outputs=[zoo, to_fetch, bench_variants, pool_md, shown_ids, *family_boxes],
+            api_name="refresh_models")
+        pool_btn.click(pool_status, outputs=pool_md, api_name="pool_status", queue=False)
+        models_tab.select(pool_status, outputs=pool_md, api_name="pool_status_on_open", queue=False,
+                          show_progress="hidden")
+
+        # Filled after the page is served, so start-up never waits for the sample or eval/results.
+        demo.load(sample_choices, outputs=sample, api_name="sample_choices", show_progress="hidden")
+        demo.load(list_runs, outputs=past, api_name="list_past_runs", show_progress="hidden")
+        demo.load(catalogue_choices, outputs=catalogue, api_name="catalogue_choices", show_progress="hidden")
+
+    demo.queue(default_concurrency_limit=4, max_size=64)
+    return demo
