@@ -23,18 +23,17 @@ from pathlib import Path
 PHASES = ("interpreter", "import", "weights", "init", "first_inference")
 
 
-def _peak_rss_mb() -> float:
-    """This process's high-water RSS. VmHWM starts afresh at exec; getrusage's ru_maxrss
-    would carry the parent's peak across fork+exec."""
+def proc_status_mb(field: str) -> float:
+    """A memory line of /proc/self/status (VmRSS, VmHWM) in MB; NaN where there is none.
+    VmHWM, the peak, starts afresh at exec, unlike getrusage's ru_maxrss, which carries the
+    parent's peak across fork+exec."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return float(line.split()[1]) / 1024.0
     except OSError:
         pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return float("nan")
 
 
 def _gpu_mb(device: str) -> float | None:
@@ -76,7 +75,7 @@ def child(variant_id: str, image_path: str, device: str, threads: int) -> dict:
     t3 = time.perf_counter()
     return {
         "import": t1 - t0, "weights": load.weights_s, "init": load.init_s, "first_inference": t3 - t2,
-        "peak_rss_mb": _peak_rss_mb(), "gpu_mb": _gpu_mb(device),
+        "peak_rss_mb": proc_status_mb("VmHWM"), "gpu_mb": _gpu_mb(device),
     }
 
 

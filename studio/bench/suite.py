@@ -91,16 +91,6 @@ def latency_stats(runs: list[dict[str, float]]) -> dict[str, Any]:
             "n_samples": len(runs)}
 
 
-def _current_rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return float(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
-
-
 class _ImageMemo:
     """Decode each image once per run; every variant reuses it (within a memory cap)."""
 
@@ -198,14 +188,14 @@ def run_variant(variant: Variant, dataset: Any, cfg: SuiteConfig, memo: _ImageMe
             if cached is None:
                 image = memo.get(sample)
                 if runner is None:
-                    rss0 = _current_rss_mb()
+                    rss0 = coldstart.proc_status_mb("VmRSS")
                     runner = engine.get_runner(variant, cfg.device, cfg.threads)
                     t0 = time.perf_counter()
                     for _ in range(max(0, cfg.warmup)):
                         engine.run_runner(runner, image)
                     warm_s = time.perf_counter() - t0
                     if "peak_rss_mb" not in row:
-                        row["rss_delta_mb"] = _current_rss_mb() - rss0
+                        row["rss_delta_mb"] = coldstart.proc_status_mb("VmRSS") - rss0
                         row["memory_source"] = "in-process RSS growth at load (no cold start)"
                 runs, first_alpha = [], None
                 for _ in range(max(1, cfg.repeats)):
