@@ -28,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> SuiteConfig:
     ap.add_argument("--models", nargs="+", help="variant ids, globs or families (default: every installed one)")
     ap.add_argument("--dataset", help="a catalogue name or a folder (default: the embedded sample)")
     ap.add_argument("--limit", type=int, help="a deterministic subset of this many images")
+    ap.add_argument("--untrained-limit", type=int,
+                    help="untrained variants (latency only) run on this many images (default 8; 0: all)")
     ap.add_argument("--device", help="cpu (default) or cuda[:N]")
     ap.add_argument("--threads", type=int, help="inference threads (0: the runtime's default)")
     ap.add_argument("--warmup", type=int, help="untimed runs per variant before timing (default 1)")
@@ -44,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> SuiteConfig:
     ap.add_argument("--seed", type=int, help="subset and bootstrap seed")
     a = ap.parse_args(argv)
     values = load_suite_file(a.config) if a.config else {}
-    for key in ("models", "dataset", "limit", "device", "threads", "warmup", "repeats", "cold_start",
+    for key in ("models", "dataset", "limit", "untrained_limit", "device", "threads", "warmup", "repeats", "cold_start",
                 "budget_p95_ms", "budget_memory_mb", "price_per_hour", "quality_metric", "out", "resume", "seed"):
         v = getattr(a, key)
         if v is not None:

@@ -45,3 +45,14 @@ def synthetic_photo(h: int = 240, w: int = 320, seed: int = 0) -> tuple[np.ndarr
 @pytest.fixture
 def photo():
     return synthetic_photo()
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory):
+    """The real app (`python app.py` in a subprocess) with its own results folder."""
+    from studio.ui.serve import running_app
+
+    results = tmp_path_factory.mktemp("results")
+    with running_app(env={"STUDIO_RESULTS": str(results)}) as server:
+        server.results = results
+        yield server

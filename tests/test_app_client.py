@@ -14,20 +14,10 @@ SAMPLE = "02_potted_plant"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from studio.ui.serve import running_app
-
-    results = tmp_path_factory.mktemp("results")
-    with running_app(env={"STUDIO_RESULTS": str(results)}) as srv:
-        srv.results = results
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def client(server):
+def client(app_server):
     from gradio_client import Client
 
-    return Client(server.url, verbose=False)
+    return Client(app_server.url, verbose=False)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +89,7 @@ def test_mask_size_mismatch_gives_a_clear_error(client, sample_pair, tmp_path):
         _compare(client, image, small, ["grabcut"])
 
 
-def test_two_clients_at_once_both_complete(server, sample_pair):
+def test_two_clients_at_once_both_complete(app_server, sample_pair):
     from gradio_client import Client
 
     image, mask = sample_pair
@@ -107,7 +97,7 @@ def test_two_clients_at_once_both_complete(server, sample_pair):
 
     def one(name):
         try:
-            c = Client(server.url, verbose=False)
+            c = Client(app_server.url, verbose=False)
             results[name] = _compare(c, image, mask, ["grabcut"])
         except Exception as exc:  # surfaced by the assert below
             errors.append(exc)
@@ -122,13 +112,13 @@ def test_two_clients_at_once_both_complete(server, sample_pair):
     assert ious[0] == ious[1]  # same answer for both users
 
 
-def test_benchmark_is_callable_from_the_client(client, server):
+def test_benchmark_is_callable_from_the_client(client, app_server):
     md, fig, table, files, run_id, summary = client.predict(
         "Embedded sample", None, None, ["grabcut"], 2, 0, 1, False, None, None, 0.5, api_name="/benchmark")
     assert "grabcut" in md and "per 1,000 images" in md
     assert table["data"][0][1] == "grabcut"
     assert summary["variants"][0]["n_images"] == 2 and summary["recommendation"]["best"] == "grabcut"
-    assert (server.results / run_id).is_file()
+    assert (app_server.results / run_id).is_file()
     md2, *_ = client.predict(run_id, 1, None, None, api_name="/recommend")
     assert "No recommendation" in md2
 

@@ -183,3 +183,22 @@ def test_isnet_quality_matches_rembg_remove(tmp_path, results, isnet_weights):
         ious.append(score_image(alpha, sample.mask()).values["iou"])
     assert s["variants"][0]["n_scored"] == len(ious) == 4
     assert abs(ours - float(np.mean(ious))) <= 0.002
+
+
+def test_untrained_variants_run_on_a_few_images_for_latency(tmp_path, results, monkeypatch):
+    from studio import engine
+
+    real = engine.describe
+
+    def as_untrained(variant):  # grabcut stands in for an untrained checkpoint (fast)
+        info = real(variant)
+        info.flags = [*info.flags, engine.UNTRAINED_LABEL]
+        return info
+
+    monkeypatch.setattr(engine, "describe", as_untrained)
+    ds = make_folder(tmp_path / "ds", n=4)
+    cfg = SuiteConfig(models=["grabcut"], dataset=str(ds), cold_start=False, out=tmp_path / "out",
+                      untrained_limit=2)
+    (row,) = run_suite(cfg, show_bars=False, n_boot=50)["variants"]
+    assert row["n_images"] == 2 and row["latency_only_images"] == 2
+    assert engine.UNTRAINED_LABEL in row["flags"] and row["latency"]["p50_ms"] > 0

@@ -3,7 +3,8 @@
 The Remover is built with the variant's mode, resize policy and jit flag, on a local
 checkpoint. `predict` runs the same steps as `Remover.process(img, type='map')` (its own
 transform, its model, bilinear resize back) but times them separately and keeps the
-float map instead of rounding to 8 bits. fp16 is supported on CUDA.
+float map instead of rounding to 8 bits. fp16 and bf16 are supported on CUDA; dynamic int8
+Linear (CPU) and torch.compile come from the variant's options (studio.quant.torchbuild).
 """
 
 from __future__ import annotations
@@ -60,18 +61,21 @@ class InSPyReNetRunner(Runner):
         if threads > 0:
             torch.set_num_threads(threads)
         opts = variant.options
-        self.half = variant.precision == "fp16"
+        self.half = variant.precision in ("fp16", "bf16")
         if self.half and not device.startswith("cuda"):
-            raise ModelError(f"{variant.id}: fp16 InSPyReNet needs a CUDA device, got {device!r}")
+            raise ModelError(f"{variant.id}: {variant.precision} InSPyReNet needs a CUDA device, got {device!r}")
         if self.half and opts.get("jit"):
-            raise ModelError(f"{variant.id}: fp16 and jit cannot be combined")
+            raise ModelError(f"{variant.id}: {variant.precision} and jit cannot be combined")
         ckpt = jit_dir_for(weights, weights_sha256) if opts.get("jit") and weights_sha256 else weights
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Remover warns about dynamic resize in fast mode
             self.remover = Remover(mode=opts.get("mode", "base"), jit=bool(opts.get("jit")),
                                    device=device, ckpt=str(ckpt), resize=opts.get("resize", "static"))
-        if self.half:
-            self.remover.model = self.remover.model.half()
+        # quant lab hook: torch build options (fp16/bf16, dynamic int8 Linear, torch.compile)
+        from studio.quant.torchbuild import apply_options, torch_dtype
+
+        self.dtype = torch_dtype(variant) if self.half else None
+        self.remover.model = apply_options(self.remover.model, variant, device)
         self.torch = torch
 
     def predict(self, image: np.ndarray) -> Matte:
@@ -81,8 +85,8 @@ class InSPyReNetRunner(Runner):
         cuda = self.device.startswith("cuda")
         with sw("preprocess"):
             x = self.remover.transform(Image.fromarray(image)).unsqueeze(0).to(self.remover.device)
-            if self.half:
-                x = x.half()
+            if self.dtype is not None:
+                x = x.to(self.dtype)
         with sw("inference"), torch.no_grad():
             pred = self.remover.model(x)
             if cuda:

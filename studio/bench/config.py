@@ -16,6 +16,7 @@ class SuiteConfig:
     models: list[str] | None = None  # ids, globs or families; None: every installed variant
     dataset: str | None = None  # None: the embedded sample; a catalogue name; a folder
     limit: int | None = None
+    untrained_limit: int | None = 8  # untrained variants (latency only) run on this many images
     device: str = "cpu"
     threads: int = 0  # 0: the runtime's default
     warmup: int = 1  # untimed runs before timing, per variant

@@ -148,6 +148,10 @@ def run_variant(variant: Variant, dataset: Any, cfg: SuiteConfig, memo: _ImageMe
     row["cache_key"] = key
 
     samples = list(dataset)
+    if engine.UNTRAINED_LABEL in flags and cfg.untrained_limit and len(samples) > cfg.untrained_limit:
+        # random weights: their quality means nothing, so a few images give the latency
+        samples = samples[: cfg.untrained_limit]
+        row["latency_only_images"] = len(samples)
     cold_now = 0.0
     if cfg.cold_start and samples:
         cold_cache = JsonCache("coldstart")

@@ -16,6 +16,7 @@ COMMANDS = [
     "studio.cli.predict",
     "studio.cli.metrics",
     "studio.cli.data",
+    "studio.cli.build",
 ]
 
 

@@ -16,6 +16,8 @@ __all__ = ["Installed", "ensure_file", "installed_for", "pull", "pull_command", 
 
 def pull_command(variant: Variant) -> str:
     """The command that would fetch a variant's weights."""
+    if variant.derived_from and variant.recipe is not None:  # quant lab hook: derived builds
+        return f"studio build {variant.id}"
     wf = load_zoo().file_of(variant)
     extra = ""
     if wf and wf.sources and not any(s.automatic for s in wf.sources[1:]) and any(
@@ -27,6 +29,11 @@ def pull_command(variant: Variant) -> str:
 
 def installed_for(variant: Variant) -> Installed | None:
     """The installed weights of a variant, or None (variants without weights: None too)."""
+    if variant.derived_from and variant.recipe is not None:  # quant lab hook: the built artifact
+        from studio.quant import builds
+
+        rec = builds.installed(variant)
+        return rec.installed() if rec else None
     if not variant.file:
         return None
     return store.installed(variant.file)
@@ -34,6 +41,14 @@ def installed_for(variant: Variant) -> Installed | None:
 
 def require(variant: Variant, verify: bool = True) -> Installed | None:
     """The weights a variant needs, hash-checked; a clear error when they are missing."""
+    if variant.derived_from and variant.recipe is not None:  # quant lab hook: the built artifact
+        from studio.quant import builds
+
+        rec = builds.verify(variant) if verify else builds.installed(variant)
+        if rec is None:
+            raise WeightsNotInstalled(f"{variant.id}: not built here. Build it with: "
+                                      f"{builds.build_command(variant)}")
+        return rec.installed()
     if not variant.file:
         return None
     rec = store.installed(variant.file)
@@ -129,6 +144,8 @@ def pull(variant_ids: list[str], untrained: bool = False, progress: bool = True,
     for vid in variant_ids:
         try:
             v = zoo.get(vid)
+            if v.derived_from and v.recipe is not None:  # quant lab hook: built, not fetched
+                raise WeightsFetchError(f"{vid} is a derived build: run `studio build {vid}`")
             if not v.file:
                 raise WeightsFetchError(f"{vid} needs no weights")
             if untrained and v.backend != "inspyrenet":

@@ -16,16 +16,6 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
 @pytest.fixture(scope="module")
-def app_server(tmp_path_factory):
-    from studio.ui.serve import running_app
-
-    results = tmp_path_factory.mktemp("results")
-    with running_app(env={"STUDIO_RESULTS": str(results)}) as server:
-        server.results = results
-        yield server
-
-
-@pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
         pytest.skip(f"needs Debian's Chromium at {CHROMIUM} (apt-get install chromium); not downloading one")

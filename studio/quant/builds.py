@@ -1,0 +1,324 @@
+"""The builds cache: derived variants built from their source by a recipe.
+
+    models/builds/<variant>/<key16>/model.onnx   the artifact (none for `torch` recipes)
+    models/builds/<variant>/<key16>/build.json   what was built, from what, how long it took,
+                                                 and how well it agrees with its source
+    models/builds/calibration/<key16>.json       activation ranges, shared by builds and searches
+
+`key` is the sha256 of the canonical recipe plus its inputs: the source artifact's sha256
+and the versions of the tools that write the bytes. It does not read any image, so finding
+a build is cheap (`studio models` asks for every variant). The calibration images are
+fingerprinted (ids and content hashes) in `build.json`, and `studio build` rebuilds when
+they have changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio import paths
+from studio.errors import StudioError, WeightsNotInstalled
+from studio.quant.recipe import Recipe
+from studio.zoo import Variant, load_zoo
+
+ARTIFACT = "model.onnx"
+RECORD = "build.json"
+
+
+class BuildError(StudioError):
+    """A derived variant could not be built; the message says why."""
+
+
+@dataclass
+class BuildRecord:
+    variant: str
+    kind: str
+    key: str
+    path: str  # the artifact the runner loads (the source checkpoint for `torch` recipes)
+    size: int
+    sha256: str
+    source: dict[str, Any]  # {variant, sha256, path}
+    build_seconds: float
+    untrained: bool = False
+    agreement: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return "untrained — latency only" if self.untrained else "trained"
+
+    def installed(self):
+        """The record as `studio.weights.store.Installed`, which the engine and fronts read."""
+        from studio.weights.store import Installed
+
+        return Installed(path=self.path, size=self.size, sha256=self.sha256,
+                         source=f"build {self.kind} {self.key[:12]} from {self.source.get('variant')}",
+                         untrained=self.untrained, installed_at=self.created_at)
+
+
+# --- recipes and keys ------------------------------------------------------------------------
+
+
+def is_derived(variant: Variant) -> bool:
+    return bool(variant.derived_from) and variant.recipe is not None
+
+
+def recipe_of(variant: Variant) -> Recipe:
+    if not is_derived(variant):
+        raise BuildError(f"{variant.id} is not a derived variant (it has no derived_from and recipe)")
+    try:
+        return Recipe.from_dict(variant.recipe or {})
+    except StudioError as exc:
+        raise BuildError(f"{variant.id}: {exc}") from None
+
+
+def source_of(variant: Variant) -> Variant:
+    return load_zoo().get(variant.derived_from or "")
+
+
+def tool_versions(kind: str) -> dict[str, str]:
+    """Versions of what writes the artifact's bytes (a new version may write other bytes)."""
+    import onnx
+
+    out = {"onnx": onnx.__version__}
+    if kind in ("int8-dynamic", "int8-static", "fp16"):
+        import onnxruntime
+
+        out["onnxruntime"] = onnxruntime.__version__
+    if kind in ("torch", "onnx-export"):
+        import torch
+
+        out["torch"] = torch.__version__.split("+")[0]
+    return out
+
+
+def source_record(source: Variant):
+    """The installed source (a weights file, or a build when the source is derived itself)."""
+    from studio import weights
+
+    return weights.installed_for(source)
+
+
+def key_for(variant: Variant, recipe: Recipe | None = None, source_sha256: str | None = None) -> str | None:
+    """The build key of a variant's current recipe, or None when its source is not installed."""
+    recipe = recipe or recipe_of(variant)
+    if source_sha256 is None:
+        rec = source_record(source_of(variant))
+        if rec is None:
+            return None
+        source_sha256 = rec.sha256
+    inputs: dict[str, Any] = {"source": variant.derived_from, "source_sha256": source_sha256,
+                              "tools": tool_versions(recipe.kind)}
+    if recipe.kind in ("torch", "onnx-export"):  # what the variant itself adds to the recipe
+        inputs["variant"] = {"precision": variant.precision, "options": variant.options,
+                             "input_size": list(variant.input_size) if isinstance(variant.input_size, tuple)
+                             else variant.input_size}
+    return recipe.digest(inputs)
+
+
+def build_dir(variant_id: str, key: str) -> Path:
+    return paths.builds_dir() / variant_id / key[:16]
+
+
+def read_record(folder: Path) -> BuildRecord | None:
+    meta = folder / RECORD
+    if not meta.is_file():
+        return None
+    try:
+        rec = BuildRecord(**json.loads(meta.read_text()))
+    except (ValueError, TypeError):
+        return None
+    if rec.kind != "torch":
+        art = folder / ARTIFACT
+        if not art.is_file() or art.stat().st_size != rec.size:
+            return None
+        rec.path = str(art)  # the cache may have moved (STUDIO_CACHE)
+    return rec
+
+
+def installed(variant: Variant) -> BuildRecord | None:
+    """The build of the variant's current recipe, when it exists."""
+    if not is_derived(variant):
+        return None
+    try:
+        key = key_for(variant)
+    except StudioError:
+        return None
+    if key is None:
+        return None
+    rec = read_record(build_dir(variant.id, key))
+    if recipe_of(variant).kind == "torch":
+        # Load-time options: the source checkpoint is the artifact, so the variant runs as
+        # soon as its source is installed; `studio build` only adds the agreement check.
+        src = source_record(source_of(variant))
+        if src is None:
+            return None
+        if rec is None or rec.sha256 != src.sha256:
+            rec = BuildRecord(variant=variant.id, kind="torch", key=key, path=src.path, size=src.size,
+                              sha256=src.sha256, source={"variant": variant.derived_from, "sha256": src.sha256,
+                                                         "path": src.path},
+                              build_seconds=0.0, untrained=bool(src.untrained),
+                              recipe=recipe_of(variant).canonical(), created_at=src.installed_at)
+        rec.path = src.path
+    return rec
+
+
+def verify(variant: Variant) -> BuildRecord:
+    """Re-hash a build's artifact against its record."""
+    from studio.weights.store import hash_file
+
+    rec = installed(variant)
+    if rec is None:
+        raise WeightsNotInstalled(f"{variant.id}: not built. Build it with: studio build {variant.id}")
+    actual = hash_file(rec.path, ("sha256",))["sha256"]
+    if actual != rec.sha256:
+        raise WeightsNotInstalled(f"{variant.id}: build is corrupt (sha256 {actual[:12]}… but it was "
+                                  f"built as {rec.sha256[:12]}…); rebuild with: studio build {variant.id} --force")
+    return rec
+
+
+def build_command(variant: Variant) -> str:
+    return f"studio build {variant.id}"
+
+
+# --- building ----------------------------------------------------------------------------------
+
+
+Progress = Callable[[str], None]
+
+
+def _say(progress: bool | Progress) -> Progress:
+    if callable(progress):
+        return progress
+    return (lambda msg: print(msg, flush=True)) if progress else (lambda msg: None)
+
+
+def ensure_source(variant: Variant, progress: bool | Progress = True, threads: int = 0):
+    """The source's installed record, building or pulling it first when needed."""
+    from studio import weights
+
+    src = source_of(variant)
+    if is_derived(src):
+        return build(src, progress=progress, threads=threads).installed()
+    rec = weights.installed_for(src)
+    if rec is not None:
+        return rec
+    if src.file and src.backend != "inspyrenet":
+        res = weights.pull([src.id], progress=bool(progress))[src.id]
+        if isinstance(res, Exception):
+            raise BuildError(f"{variant.id}: its source {src.id} is not installed and could not be "
+                             f"pulled: {res}")
+        return res
+    raise BuildError(f"{variant.id}: its source {src.id} is not installed. Fetch it with: "
+                     f"{weights.pull_command(src)}")
+
+
+def build(variant: Variant | str, force: bool = False, progress: bool | Progress = True,
+          threads: int = 0, check: bool = True, recipe: Recipe | None = None) -> BuildRecord:
+    """Build a derived variant (or return the cached build of its current recipe).
+
+    `recipe` overrides the zoo's (used by `studio build --recipe`). `check` measures the
+    build's agreement with its source on the recipe's check images."""
+    from studio.quant import kinds
+
+    v = load_zoo().get(variant) if isinstance(variant, str) else variant
+    recipe = recipe or recipe_of(v)
+    say = _say(progress)
+    src_rec = ensure_source(v, progress, threads)
+    key = key_for(v, recipe, src_rec.sha256)
+    folder = build_dir(v.id, key)
+    calib_fp = None
+    if recipe.kind == "int8-static":
+        from studio.quant.images import ImageSet
+
+        calib_fp = ImageSet.from_dict(recipe.params["calibration"]).fingerprint()
+    existing = read_record(folder)
+    if existing is not None and not force:
+        if calib_fp is None or (existing.calibration or {}).get("content_sha256") == calib_fp["content_sha256"]:
+            if existing.kind == "torch":
+                existing.path = src_rec.path
+            if check and existing.agreement is None:  # built with --no-check before
+                _check(v, recipe, existing, folder, threads, progress, say)
+            return existing
+        say(f"{v.id}: the calibration images changed since the last build; rebuilding")
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    say(f"building {v.id} ({recipe.kind}) from {v.derived_from} [{key[:12]}]")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.", dir=folder.parent))
+    try:
+        t0 = time.perf_counter()
+        made = kinds.make(v, recipe, Path(src_rec.path), tmp / ARTIFACT, progress=progress, threads=threads)
+        seconds = time.perf_counter() - t0
+        if recipe.kind == "torch":
+            size, sha, path = src_rec.size, src_rec.sha256, src_rec.path
+        else:
+            from studio.weights.store import hash_file
+
+            art = tmp / ARTIFACT
+            size, sha, path = art.stat().st_size, hash_file(art, ("sha256",))["sha256"], str(folder / ARTIFACT)
+        rec = BuildRecord(
+            variant=v.id, kind=recipe.kind, key=key, path=path, size=size, sha256=sha,
+            source={"variant": v.derived_from, "sha256": src_rec.sha256, "path": src_rec.path},
+            build_seconds=round(seconds, 3), untrained=bool(src_rec.untrained),
+            calibration=made.get("calibration") or calib_fp, recipe=recipe.canonical(),
+            inputs={"tools": tool_versions(recipe.kind), "notes": made.get("notes")},
+            created_at=time.time(),
+        )
+        _write_record(tmp, rec)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    say(f"built {v.id}: {rec.size / 1e6:.1f} MB in {rec.build_seconds:.1f} s")
+    if check:
+        _check(v, recipe, rec, folder, threads, progress, say)
+    return rec
+
+
+def _check(v: Variant, recipe: Recipe, rec: BuildRecord, folder: Path, threads: int,
+           progress: bool | Progress, say: Progress) -> None:
+    from studio.quant.agreement import agreement_with_source
+
+    rec.agreement = agreement_with_source(v, recipe.check_set(), threads=threads, progress=bool(progress))
+    _write_record(folder, rec)
+    a = rec.agreement
+    say(f"agreement with {v.derived_from} on {a['n']} images ({a['set']['dataset']}): "
+        f"IoU {a['iou_mean']:.4f} (min {a['iou_min']:.4f}), MAE {a['mae_mean']:.5f}")
+
+
+def _write_record(folder: Path, rec: BuildRecord) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".build.", dir=folder)
+    with os.fdopen(fd, "w") as f:
+        json.dump(asdict(rec), f, indent=2, sort_keys=True)
+    os.replace(tmp, folder / RECORD)
+
+
+def derived_variants() -> list[Variant]:
+    return [v for v in load_zoo().variants.values() if is_derived(v)]
+
+
+def clean(variant: Variant, keep_current: bool = True) -> list[Path]:
+    """Remove a variant's builds of older recipes (and the current one unless kept)."""
+    root = paths.builds_dir() / variant.id
+    if not root.is_dir():
+        return []
+    current = key_for(variant) if keep_current else None
+    removed = []
+    for d in sorted(root.iterdir()):
+        if d.is_dir() and not d.name.startswith(".") and (current is None or d.name != current[:16]):
+            shutil.rmtree(d)
+            removed.append(d)
+    return removed

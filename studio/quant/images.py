@@ -1,0 +1,95 @@
+"""The images a build calibrates on and checks agreement on, and the part left for testing.
+
+A set is a small mapping: `{dataset, part, count, seed}`.
+- `dataset`: `embedded` (the sample generated in code, on every machine), `sod-dev`
+  (`../shared/datasets/sod-dev`), or a dataset folder / catalogue name `studio.data` opens;
+- `part: calibration`: the `count` samples that `studio.data.subset` ranks first for `seed`
+  (sha256 of seed and id). `held_out()` is every other sample: the disjoint part to
+  measure on. `part: all`: the first `count` of the same ranking, with nothing held out
+  in particular (for agreement checks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from studio import paths
+from studio.errors import StudioError
+
+SHARED_SETS = {"sod-dev": ("datasets", "sod-dev")}
+
+
+class CalibrationDataMissing(StudioError):
+    """The recipe's calibration images are not on this machine."""
+
+
+def dataset_path(name: str) -> str | None:
+    """The location `studio.data.open_dataset` should open for a recipe's dataset name."""
+    if name in ("embedded", "", None):
+        return None
+    if name in SHARED_SETS:
+        root = paths.shared_dir().joinpath(*SHARED_SETS[name])
+        if not root.is_dir():
+            raise CalibrationDataMissing(
+                f"this recipe calibrates on {name}, which lives in the shared folder "
+                f"({root}) and is absent on this machine. Put the folder there (or set "
+                f"STUDIO_SHARED), or use a recipe that calibrates on the embedded sample "
+                f"(calibration.dataset: embedded)."
+            )
+        return str(root)
+    return name
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    dataset: str
+    part: str
+    count: int
+    seed: int
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ImageSet:
+        return cls(str(d.get("dataset", "embedded")), str(d.get("part", "calibration")),
+                   int(d.get("count", 16)), int(d.get("seed", 0)))
+
+    def _open(self, limit: int | None):
+        from studio.data import open_dataset
+
+        spec = dataset_path(self.dataset)
+        if spec is not None and not Path(spec).exists() and "/" in spec:
+            raise CalibrationDataMissing(f"calibration dataset folder {spec} does not exist")
+        return open_dataset(spec, limit=limit, seed=self.seed)
+
+    def samples(self) -> list:
+        """The chosen samples, in id order."""
+        return list(self._open(self.count))
+
+    def held_out(self) -> list:
+        """Every sample of the dataset that is not in this set (empty for `part: all`)."""
+        if self.part == "all":
+            return []
+        chosen = {s.id for s in self.samples()}
+        return [s for s in self._open(None) if s.id not in chosen]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What the build hash needs to know: which pixels, not which path."""
+        chosen = self.samples()
+        h = hashlib.sha256()
+        for s in chosen:
+            h.update(f"{s.id}\0{s.content_hash}\n".encode())
+        return {"dataset": self.dataset, "part": self.part, "count": len(chosen), "seed": self.seed,
+                "ids": [s.id for s in chosen], "content_sha256": h.hexdigest()}
+
+
+def feeds(samples: list, input_name: str, size: tuple[int, int], cfg: dict) -> Iterator[dict[str, np.ndarray]]:
+    """Model inputs for the samples, made by the onnx backend's own preprocessing."""
+    from studio.backends.onnx import preprocess
+
+    for s in samples:
+        yield {input_name: preprocess(s.image(), size, cfg)}

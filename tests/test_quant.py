@@ -1,0 +1,339 @@
+"""The quantization lab: recipes, the builds cache, determinism, the engine path, the
+sensitivity search and the CLI, on a tiny synthetic ONNX model (seconds, no real weights)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from studio import engine, weights
+from studio.cli import main as cli
+from studio.errors import WeightsNotInstalled
+from studio.pool import RunnerPool
+from studio.quant import builds
+from studio.quant.recipe import Recipe, RecipeError, load_recipe_file, write_recipe_file
+from studio.weights import store
+from studio.zoo import load_zoo
+
+HEAD = "/head/Conv"
+
+
+def tiny_model(seed: int = 0) -> onnx.ModelProto:
+    """conv 3->8, relu, conv 8->8, relu, a 1x1 head 8->1, sigmoid.
+
+    The head is the fragile node: its one output channel has an outlier weight (1000) on an
+    input channel that is always 0 (bias -1 before a ReLU), so its int8 weight scale rounds
+    every useful weight to 0. Quantized alone it destroys the output; kept in float it costs
+    nothing."""
+    rng = np.random.default_rng(seed)
+    w1 = rng.normal(0, 0.5, (8, 3, 3, 3)).astype(np.float32)
+    b1 = rng.normal(0, 0.1, 8).astype(np.float32)
+    w2 = rng.normal(0, 0.3, (8, 8, 3, 3)).astype(np.float32)
+    b2 = rng.normal(0, 0.1, 8).astype(np.float32)
+    w2[7] *= 0.003  # (not 0: an all-zero channel gives ORT a zero weight scale)
+    b2[7] = -1.0
+    wh = rng.normal(0, 0.8, (1, 8, 1, 1)).astype(np.float32)
+    wh[0, 7] = 1000.0
+    bh = np.zeros(1, np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in
+             [(w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"), (wh, "wh"), (bh, "bh")]]
+    nodes = [
+        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], name="/block1/conv/Conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="/block1/relu/Relu"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="/block2/conv/Conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="/block2/relu/Relu"),
+        helper.make_node("Conv", ["r2", "wh", "bh"], ["logits"], name=HEAD),
+        helper.make_node("Sigmoid", ["logits"], ["output"], name="/Sigmoid"),
+    ]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, 32, 32])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="test")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+TINY = {"family": "tiny", "backend": "onnx", "input_size": [32, 32], "license": "MIT (test)",
+        "preprocess": {"mean": [0.5, 0.5, 0.5], "std": [1.0, 1.0, 1.0], "scale": "255", "resize": "bilinear"},
+        "postprocess": {"activation": "none", "normalize": "minmax", "resize": "bilinear"}}
+CAL = {"dataset": "embedded", "count": 4, "seed": 0, "method": "minmax"}
+
+
+def derived(vid: str, recipe: dict, precision: str = "int8-static", source: str = "tiny") -> dict:
+    return {"id": vid, **TINY, "precision": precision, "file": f"{vid}.onnx", "derived_from": source,
+            "recipe": recipe}
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch):
+    """A cache and a zoo of their own: the tiny model installed as variant `tiny`, and
+    derived variants of it in zoo.d."""
+    cache, zoo_dir = tmp_path / "cache", tmp_path / "zoo"
+    (zoo_dir / "zoo.d").mkdir(parents=True)
+    monkeypatch.setenv("STUDIO_CACHE", str(cache))
+    monkeypatch.setenv("STUDIO_ZOO", str(zoo_dir / "zoo.yaml"))
+    main = {"files": {"tiny.onnx": {"size_mb_approx": 0.01, "sources": [{"url": "http://127.0.0.1:9/tiny.onnx"}]}},
+            "variants": [{"id": "tiny", **TINY, "precision": "fp32", "file": "tiny.onnx"}]}
+    (zoo_dir / "zoo.yaml").write_text(json.dumps(main))
+    docs = {"variants": [
+        derived("tiny-int8-static", {"kind": "int8-static", "calibration": CAL}),
+        derived("tiny-int8-static-headfloat",
+                {"kind": "int8-static", "calibration": CAL, "quantize": {"nodes_in_float": [HEAD]}}),
+        derived("tiny-int8-dynamic", {"kind": "int8-dynamic", "check": {"count": 2}}, "int8-dynamic"),
+        derived("tiny-fp16", {"kind": "fp16", "check": {"count": 2}}, "fp16"),
+    ]}
+    (zoo_dir / "zoo.d" / "tiny.yaml").write_text(json.dumps(docs))
+    load_zoo.cache_clear()
+    with store.staging("tiny.onnx") as tmp:
+        onnx.save(tiny_model(), str(tmp))
+        store.commit(tmp, "tiny.onnx", source="test")
+    yield zoo_dir
+    load_zoo.cache_clear()
+
+
+# --- recipes --------------------------------------------------------------------------------------
+
+
+def test_recipe_defaults_order_and_notes_do_not_change_the_hash():
+    a = Recipe.from_dict({"kind": "int8-static"})
+    b = Recipe.from_dict({"kind": "int8-static", "calibration": {"method": "percentile", "count": 16},
+                          "quantize": {"per_channel": True}, "notes": {"why": "anything"}})
+    assert a.canonical() == b.canonical() and a.digest() == b.digest()
+    c = Recipe.from_dict({"kind": "int8-static", "quantize": {"nodes_in_float": ["b", "a", "a"]}})
+    d = Recipe.from_dict({"kind": "int8-static", "quantize": {"nodes_in_float": ["a", "b"]}})
+    assert c.digest() == d.digest() and c.params["quantize"]["nodes_in_float"] == ["a", "b"]
+    assert a.digest() != Recipe.from_dict({"kind": "int8-static", "calibration": {"percentile": 99.99}}).digest()
+    assert a.digest({"source_sha256": "x"}) != a.digest({"source_sha256": "y"})
+
+
+@pytest.mark.parametrize("raw, match", [
+    ({"kind": "int9"}, "kind must be one of"),
+    ({"kind": "int8-static", "calibraton": {}}, "unknown key 'calibraton'"),
+    ({"kind": "int8-static", "calibration": {"method": "mean"}}, "method must be one of"),
+    ({"kind": "int8-static", "calibration": {"count": 0}}, "at least 1"),
+    ({"kind": "int8-static", "quantize": "fast"}, "expected a mapping"),
+])
+def test_bad_recipes_say_which_key(raw, match):
+    with pytest.raises(RecipeError, match=match):
+        Recipe.from_dict(raw)
+
+
+def test_recipe_file_roundtrip_is_deterministic(tmp_path):
+    r = Recipe.from_dict({"kind": "int8-static", "quantize": {"nodes_in_float": ["/x", "/a"]},
+                          "notes": {"search": {"kept": ["/a"]}}})
+    p1 = write_recipe_file(r, tmp_path / "a.yaml", "# header")
+    p2 = write_recipe_file(load_recipe_file(p1), tmp_path / "b.yaml", "# header")
+    assert p1.read_bytes() == p2.read_bytes()
+    back = load_recipe_file(p1)
+    assert back.digest() == r.digest() and back.notes == r.notes
+    assert Recipe.from_dict({"file": str(p1)}).digest() == r.digest()
+
+
+# --- builds -------------------------------------------------------------------------------------
+
+
+def test_derived_variant_needs_a_build_then_resolves_through_the_engine(lab, photo):
+    v = load_zoo().get("tiny-int8-static")
+    assert weights.installed_for(v) is None
+    assert not engine.describe(v).installed
+    assert engine.describe(v).pull_command == "studio build tiny-int8-static"
+    with pytest.raises(WeightsNotInstalled, match="studio build tiny-int8-static"):
+        weights.require(v)
+    rec = builds.build(v, progress=False)
+    inst = weights.require(v)
+    assert inst.path == rec.path and inst.sha256 == rec.sha256 and inst.size == rec.size > 0
+    assert not inst.untrained
+    assert engine.describe(v).installed
+    image, _ = photo
+    matte = engine.predict("tiny-int8-static", image, pool=RunnerPool())
+    assert matte.alpha.shape == image.shape[:2] and matte.variant == "tiny-int8-static"
+    # the build recorded its size, time and agreement with the source on its calibration images
+    assert rec.build_seconds > 0 and rec.agreement["n"] == 4
+    assert 0 <= rec.agreement["iou_mean"] <= 1 and rec.agreement["mae_mean"] >= 0
+    assert rec.calibration["dataset"] == "embedded" and len(rec.calibration["ids"]) == 4
+
+
+def test_builds_are_cached_by_recipe_and_rebuilt_when_it_changes(lab):
+    v = load_zoo().get("tiny-int8-static")
+    first = builds.build(v, progress=False, check=False)
+    again = builds.build(v, progress=False, check=False)
+    assert again.created_at == first.created_at and again.path == first.path  # not rebuilt
+    changed = v.__class__(**{**vars(v), "recipe": {**v.recipe, "calibration": {**CAL, "count": 3}}})
+    other = builds.build(changed, progress=False, check=False)
+    assert other.key != first.key and other.path != first.path
+    assert builds.installed(v).key == first.key  # the old recipe's build is still found
+
+
+@pytest.mark.parametrize("vid", ["tiny-int8-static", "tiny-int8-dynamic", "tiny-fp16"])
+def test_same_recipe_gives_a_byte_identical_model(lab, vid):
+    from studio import paths
+
+    v = load_zoo().get(vid)
+    first = builds.build(v, progress=False, check=False)
+    data = Path(first.path).read_bytes()
+    shutil.rmtree(paths.builds_dir())  # calibration cache and all: a fresh machine
+    second = builds.build(v, progress=False, check=False)
+    assert second.sha256 == first.sha256 and Path(second.path).read_bytes() == data
+
+
+def test_nodes_kept_in_float_are_honoured(lab):
+    zoo = load_zoo()
+
+    def quantized_convs(vid):
+        m = onnx.load(builds.build(zoo.get(vid), progress=False, check=False).path)
+        producers = {o: n.op_type for n in m.graph.node for o in n.output}
+        return {n.name for n in m.graph.node if n.op_type == "Conv" and producers.get(n.input[1]) == "DequantizeLinear"}
+
+    assert quantized_convs("tiny-int8-static") == {"/block1/conv/Conv", "/block2/conv/Conv", HEAD}
+    assert quantized_convs("tiny-int8-static-headfloat") == {"/block1/conv/Conv", "/block2/conv/Conv"}
+    # and keeping the fragile head in float is what saves the output
+    bad = builds.build(zoo.get("tiny-int8-static"), progress=False)
+    good = builds.build(zoo.get("tiny-int8-static-headfloat"), progress=False)
+    assert good.agreement["iou_mean"] > 0.9 > bad.agreement["iou_mean"]
+
+
+def test_a_misspelt_float_node_is_an_error(lab):
+    v = load_zoo().get("tiny-int8-static")
+    typo = v.__class__(**{**vars(v), "recipe": {**v.recipe, "quantize": {"nodes_in_float": ["/head/Cnov"]}}})
+    with pytest.raises(RecipeError, match="/head/Cnov"):
+        builds.build(typo, progress=False, check=False)
+
+
+def test_untrained_flag_flows_into_torch_builds(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_CACHE", str(tmp_path))
+    load_zoo.cache_clear()
+    try:
+        with store.staging("ckpt_fast.pth") as tmp:
+            tmp.write_bytes(b"not a real checkpoint")
+            store.commit(tmp, "ckpt_fast.pth", source="untrained fast", untrained=True)
+        v = load_zoo().get("inspyrenet-fast-int8-linear")
+        rec = weights.installed_for(v)
+        assert rec is not None and rec.untrained
+        info = engine.describe(v)
+        assert info.installed and "untrained — latency only" in info.flags
+    finally:
+        load_zoo.cache_clear()
+
+
+def test_calibration_does_not_depend_on_order_or_chunking(tmp_path):
+    from studio.quant.calibrate import collect_stats, ranges_from_stats
+
+    path = tmp_path / "m.onnx"
+    onnx.save(tiny_model(), str(path))
+    rng = np.random.default_rng(1)
+    feeds = [{"input": rng.normal(0, 0.3, (1, 3, 32, 32)).astype(np.float32)} for _ in range(5)]
+    a = collect_stats(path, lambda: iter(feeds), num_bins=256)
+    b = collect_stats(path, lambda: iter(feeds[::-1]), num_bins=256)
+    for method in ("minmax", "percentile", "entropy", "mse"):
+        ra, rb = ranges_from_stats(a, method, 99.9), ranges_from_stats(b, method, 99.9)
+        assert ra.ranges == rb.ranges, method
+    r = ranges_from_stats(a, "percentile", 99.9).ranges
+    full = ranges_from_stats(a, "minmax").ranges
+    assert r["r1"][0] == 0.0 and 0 < r["r1"][1] <= full["r1"][1]  # post-ReLU: floor stays 0
+
+
+def test_search_keeps_the_fragile_node_in_float(lab, tmp_path):
+    from studio.quant.search import search
+
+    base = Recipe.from_dict({"kind": "int8-static", "calibration": CAL})
+    res = search("tiny", base, budget=0.95, granularity="auto", out=tmp_path / "tiny.yaml", progress=False)
+    assert res.met
+    kept = res.recipe.params["quantize"]["nodes_in_float"]
+    assert HEAD in kept and "/block1/conv/Conv" not in kept and "/block2/conv/Conv" not in kept
+    assert res.floated and "head" in res.table() or HEAD in res.table()
+    written = load_recipe_file(tmp_path / "tiny.yaml")
+    assert written.params["quantize"]["nodes_in_float"] == kept
+    assert written.notes["search"]["met"] is True
+    # the written recipe builds, and holds the budget on the same images
+    v = load_zoo().get("tiny-int8-static")
+    rec = builds.build(v.__class__(**{**vars(v), "id": "tiny-searched", "recipe": {"file": str(tmp_path / "tiny.yaml")}}),
+                       progress=False)
+    assert rec.agreement["iou_mean"] >= 0.95
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+
+
+def test_cli_list_build_and_json(lab, capsys):
+    assert cli(["build", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny-int8-static" in out and "int8-dynamic" in out
+    assert cli(["build", "tiny-int8-dynamic", "--no-check"]) == 0
+    assert "ok     tiny-int8-dynamic" in capsys.readouterr().out
+    assert cli(["build", "--list", "--json"]) == 0
+    rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["tiny-int8-dynamic"]["built"] and not rows["tiny-int8-static"]["built"]
+    assert cli(["build", "tiny"]) == 2  # not a derived variant: one line, no traceback
+    assert "not a derived variant" in capsys.readouterr().err
+    assert cli(["models", "tiny-int8-dynamic", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["installed"]
+
+
+def test_cli_builds_a_recipe_file(lab, tmp_path, capsys):
+    path = tmp_path / "try.yaml"
+    path.write_text(textwrap.dedent("""\
+        kind: int8-static
+        calibration: {dataset: embedded, count: 2, method: percentile, percentile: 99.9}
+        quantize: {nodes_in_float: [/head/Conv]}
+    """))
+    assert cli(["build", "--recipe", str(path), "--from", "tiny", "--as", "tiny-try", "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["variant"] == "tiny-try" and rec["agreement"]["n"] == 2
+    assert rec["recipe"]["quantize"]["nodes_in_float"] == [HEAD]
+
+
+def test_calibration_on_absent_shared_data_fails_clearly(lab, tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_SHARED", str(tmp_path / "nowhere"))
+    v = load_zoo().get("tiny-int8-static")
+    v = v.__class__(**{**vars(v), "recipe": {**v.recipe, "calibration": {**CAL, "dataset": "sod-dev"}}})
+    from studio.quant.images import CalibrationDataMissing
+
+    with pytest.raises(CalibrationDataMissing, match="sod-dev.*absent on this machine"):
+        builds.build(v, progress=False)
+
+
+def test_torch_build_options_refuse_what_cannot_run():
+    from studio.errors import ModelError
+    from studio.quant.torchbuild import check_device, check_options
+
+    zoo = load_zoo()
+    with pytest.raises(ModelError, match="needs a CUDA device"):
+        check_device(zoo.get("inspyrenet-base-bf16"), "cpu")
+    with pytest.raises(ModelError, match="CPU build"):
+        check_device(zoo.get("inspyrenet-fast-int8-linear"), "cuda")
+    bad = zoo.get("inspyrenet-fast-int8-linear")
+    with pytest.raises(ModelError, match="not with bf16"):
+        check_options(bad.__class__(**{**vars(bad), "precision": "bf16"}))
+    for v in builds.derived_variants():  # every shipped derived variant has a valid recipe
+        assert builds.recipe_of(v).kind
+        if v.backend == "inspyrenet":
+            check_options(v)
+
+
+def test_fp16_of_a_source_that_was_converted_before_loads(tmp_path):
+    """IS-Net's fp32 is an upcast of an fp16 export: it already has nodes named like the Casts
+    the fp16 converter adds. The build must still be a valid model."""
+    import onnxruntime as ort
+
+    from studio.quant import kinds
+    from studio.zoo import Variant
+
+    model = tiny_model()
+    model.graph.node[1].name = "graph_input_cast0"
+    model.graph.node[-1].name = "graph_output_cast0"
+    src, dest = tmp_path / "src.onnx", tmp_path / "fp16.onnx"
+    onnx.save(model, str(src))
+    v = Variant(**{**derived("t-fp16", {"kind": "fp16"}, "fp16"), "input_size": (32, 32)})
+    kinds.make(v, Recipe.from_dict({"kind": "fp16"}), src, dest, progress=False)
+    names = [n.name for n in onnx.load(str(dest)).graph.node]
+    assert len(names) == len(set(names))
+    sess = ort.InferenceSession(str(dest), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"input": np.zeros((1, 3, 32, 32), np.float32)})[0]
+    assert out.shape == (1, 1, 32, 32) and np.isfinite(out).all()

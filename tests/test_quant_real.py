@@ -1,0 +1,154 @@
+"""The quantization lab on the real models (slow): IS-Net ONNX Runtime builds, the shipped
+int8-static recipe (calibrates on ../shared/datasets/sod-dev), InSPyReNet torch builds and
+its ONNX export on an untrained checkpoint (latency only), and the GPU builds (skipped
+without CUDA)."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from studio import engine, paths, weights
+from studio.pool import RunnerPool
+from studio.quant import builds, kinds
+from studio.zoo import load_zoo
+
+pytestmark = pytest.mark.slow
+
+
+def optimized_ops(path: str) -> collections.Counter:
+    """Op types of the graph ONNX Runtime actually runs (after its own optimizations)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    out = str(paths.builds_dir() / ".optimized-check.onnx")
+    opts.optimized_model_filepath = out
+    opts.log_severity_level = 3
+    ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    try:
+        return collections.Counter(n.op_type for n in onnx.load(out).graph.node)
+    finally:
+        import os
+
+        os.remove(out)
+
+
+def test_isnet_int8_dynamic_build_is_deterministic_and_runs(isnet_weights, tmp_path, photo):
+    v = load_zoo().get("isnet-general-use-int8-dynamic-ort")
+    recipe = builds.recipe_of(v)
+    src = weights.require(load_zoo().get("isnet-general-use"))
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    kinds.make(v, recipe, Path(src.path), a, progress=False)
+    kinds.make(v, recipe, Path(src.path), b, progress=False)
+    assert a.read_bytes() == b.read_bytes()
+    rec = builds.build(v, progress=False, threads=2, check=False)
+    assert rec.size < src.size / 3  # int8 weights
+    image, _ = photo
+    m = engine.predict(v.id, image, threads=2, pool=RunnerPool())
+    assert m.alpha.shape == image.shape[:2]
+
+
+@pytest.mark.shared
+def test_shipped_int8_static_recipe_builds_keeps_its_float_nodes_and_agrees(isnet_weights):
+    if not (paths.shared_dir() / "datasets" / "sod-dev").is_dir():
+        pytest.skip("needs ../shared/datasets/sod-dev (the recipe's calibration images)")
+    v = load_zoo().get("isnet-general-use-int8-static")
+    rec = builds.build(v, progress=False, threads=2)
+    recipe = builds.recipe_of(v)
+    kept = recipe.params["quantize"]["nodes_in_float"]
+    assert kept, "the shipped recipe keeps its fragile nodes in float"
+    # The nodes kept in float are still float after ONNX Runtime's own optimizations: as many
+    # float Conv nodes as the recipe keeps float Convs, everything else QLinearConv.
+    model = onnx.load(rec.path, load_external_data=False)
+    float_convs = [n for n in model.graph.node if n.op_type == "Conv" and n.name in kept]
+    ops = optimized_ops(rec.path)
+    assert ops["Conv"] + ops.get("FusedConv", 0) >= len(float_convs)
+    assert ops["QLinearConv"] > 50
+    a = rec.agreement
+    assert a["n"] == recipe.params["calibration"]["count"]
+    # pooled and median: the mean is swung by images where fp32's own mask is tiny (see eval/quant)
+    assert a["iou_pooled"] >= 0.98 and a["iou_median"] >= 0.98 and a["mae_mean"] < 0.01
+    assert rec.calibration["dataset"] == "sod-dev" and len(rec.calibration["ids"]) == a["n"]
+
+
+@pytest.fixture(scope="module")
+def untrained_fast():
+    res = weights.pull(["inspyrenet-fast"], untrained=True, progress=False)["inspyrenet-fast"]
+    if isinstance(res, Exception):
+        pytest.fail(f"could not write an untrained checkpoint: {res}")
+    return res
+
+
+def test_inspyrenet_int8_linear_runs_and_is_labelled_untrained(untrained_fast, photo):
+    v = load_zoo().get("inspyrenet-fast-int8-linear")
+    info = engine.describe(v)
+    assert info.installed and "untrained — latency only" in info.flags
+    runner, _ = engine.load_runner(v, "cpu", 2)
+    try:
+        import torch
+
+        linears = [m for m in runner.remover.model.modules() if isinstance(m, torch.nn.Linear)]
+        dyn = [m for m in runner.remover.model.modules() if type(m).__name__ == "DynamicQuantizedLinear"]
+        assert dyn and not [m for m in linears if type(m) is torch.nn.Linear]
+        image, _ = photo
+        m = engine.run_runner(runner, image)
+        assert m.alpha.shape == image.shape[:2] and np.isfinite(m.alpha).all()
+    finally:
+        runner.close()
+
+
+def test_inspyrenet_onnx_export_feeds_the_onnx_recipes(untrained_fast, photo):
+    zoo = load_zoo()
+    exported = builds.build(zoo.get("inspyrenet-fast-onnx"), progress=False, threads=2, check=False)
+    assert exported.untrained  # the flag flows from the checkpoint into every derived build
+    model = onnx.load(exported.path, load_external_data=False)
+    assert [i.name for i in model.graph.input] == ["input"] and model.graph.output[0].name == "output"
+    quant = builds.build(zoo.get("inspyrenet-fast-onnx-int8-dynamic"), progress=False, threads=2)
+    assert quant.untrained and quant.source["variant"] == "inspyrenet-fast-onnx"
+    assert quant.size < exported.size / 2
+    assert quant.agreement["n"] == 2  # agreement with the export, on the embedded sample
+    image, _ = photo
+    for vid in ("inspyrenet-fast-onnx", "inspyrenet-fast-onnx-int8-dynamic"):
+        m = engine.predict(vid, image, threads=2, pool=RunnerPool())
+        assert m.alpha.shape == image.shape[:2]
+        assert "untrained — latency only" in engine.describe(vid).flags
+
+
+def test_inspyrenet_export_matches_the_torch_model(untrained_fast, photo):
+    """The export computes what the torch model computes (same checkpoint, same input)."""
+    import onnxruntime as ort
+    import torch
+
+    from studio.quant.torchbuild import load_model
+
+    rec = builds.build(load_zoo().get("inspyrenet-fast-onnx"), progress=False, check=False)
+    model, base = load_model(untrained_fast.path, "fast")
+    x = torch.rand(1, 3, base[1], base[0], generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = ort.InferenceSession(rec.path, providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
+    assert np.abs(got - want).max() < 1e-3
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+@pytest.mark.skipif(not _cuda(), reason="fp16/bf16 InSPyReNet builds need a CUDA GPU")
+@pytest.mark.parametrize("vid", ["inspyrenet-base-fp16", "inspyrenet-base-bf16"])
+def test_inspyrenet_half_precision_on_gpu(vid, photo):
+    res = weights.pull(["inspyrenet-base"], untrained=True, progress=False)["inspyrenet-base"]
+    assert not isinstance(res, Exception), res
+    image, _ = photo
+    m = engine.predict(vid, image, device="cuda", pool=RunnerPool())
+    assert m.alpha.shape == image.shape[:2] and np.isfinite(m.alpha).all()
