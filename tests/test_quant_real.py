@@ -93,7 +93,7 @@ def test_inspyrenet_int8_linear_runs_and_is_labelled_untrained(untrained_fast, p
         import torch
 
         linears = [m for m in runner.remover.model.modules() if isinstance(m, torch.nn.Linear)]
-        dyn = [m for m in runner.remover.model.modules() if type(m).__name__ == "DynamicQuantizedLinear"]
+        dyn = [m for m in runner.remover.model.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
         assert dyn and not [m for m in linears if type(m) is torch.nn.Linear]
         image, _ = photo
         m = engine.run_runner(runner, image)
@@ -127,8 +127,9 @@ def test_inspyrenet_export_matches_the_torch_model(untrained_fast, photo):
     from studio.quant.torchbuild import load_model
 
     rec = builds.build(load_zoo().get("inspyrenet-fast-onnx"), progress=False, check=False)
-    model, base = load_model(untrained_fast.path, "fast")
-    x = torch.rand(1, 3, base[1], base[0], generator=torch.Generator().manual_seed(1))
+    model, _ = load_model(untrained_fast.path, "fast")
+    w, h = load_zoo().get("inspyrenet-fast-onnx").input_size
+    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         want = model(x).numpy()
     got = ort.InferenceSession(rec.path, providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]

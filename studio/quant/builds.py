@@ -88,18 +88,16 @@ def source_of(variant: Variant) -> Variant:
 
 
 def tool_versions(kind: str) -> dict[str, str]:
-    """Versions of what writes the artifact's bytes (a new version may write other bytes)."""
-    import onnx
+    """Versions of what writes the artifact's bytes (a new version may write other bytes).
+    Read from the installed packages' metadata: importing torch to name a key costs seconds
+    (the app lists builds at start-up)."""
+    from importlib.metadata import version
 
-    out = {"onnx": onnx.__version__}
+    out = {"onnx": version("onnx")}
     if kind in ("int8-dynamic", "int8-static", "fp16"):
-        import onnxruntime
-
-        out["onnxruntime"] = onnxruntime.__version__
+        out["onnxruntime"] = version("onnxruntime")
     if kind in ("torch", "onnx-export"):
-        import torch
-
-        out["torch"] = torch.__version__.split("+")[0]
+        out["torch"] = version("torch").split("+")[0]
     return out
 
 
