@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from studio import engine, weights
 from studio.cli import main as cli
-from studio.errors import WeightsNotInstalled
+from studio.errors import StudioError, WeightsNotInstalled
 from studio.pool import RunnerPool
 from studio.quant import builds
 from studio.quant.recipe import Recipe, RecipeError, load_recipe_file, write_recipe_file
@@ -328,6 +328,9 @@ def test_fp16_of_a_source_that_was_converted_before_loads(tmp_path):
     model = tiny_model()
     model.graph.node[1].name = "graph_input_cast0"
     model.graph.node[-1].name = "graph_output_cast0"
+    for node in model.graph.node:  # and the tensor names of those casts
+        node.input[:] = [{"r1": "graph_input_cast_0", "logits": "graph_output_cast_0"}.get(x, x) for x in node.input]
+        node.output[:] = [{"r1": "graph_input_cast_0", "logits": "graph_output_cast_0"}.get(x, x) for x in node.output]
     src, dest = tmp_path / "src.onnx", tmp_path / "fp16.onnx"
     onnx.save(model, str(src))
     v = Variant(**{**derived("t-fp16", {"kind": "fp16"}, "fp16"), "input_size": (32, 32)})
@@ -337,3 +340,17 @@ def test_fp16_of_a_source_that_was_converted_before_loads(tmp_path):
     sess = ort.InferenceSession(str(dest), providers=["CPUExecutionProvider"])
     out = sess.run(None, {"input": np.zeros((1, 3, 32, 32), np.float32)})[0]
     assert out.shape == (1, 1, 32, 32) and np.isfinite(out).all()
+
+
+def test_a_build_onnx_runtime_refuses_is_not_recorded(lab, monkeypatch):
+    from studio.quant import kinds
+
+    def broken(variant, recipe, source, dest, **_):
+        Path(dest).write_bytes(b"not a model")
+        return {}
+
+    monkeypatch.setitem(kinds.MAKERS, "fp16", broken)
+    v = load_zoo().get("tiny-fp16")
+    with pytest.raises(StudioError, match="does not load"):
+        builds.build(v, progress=False, check=False)
+    assert builds.installed(v) is None

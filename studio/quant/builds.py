@@ -264,6 +264,7 @@ def build(variant: Variant | str, force: bool = False, progress: bool | Progress
             from studio.weights.store import hash_file
 
             art = tmp / ARTIFACT
+            _must_load(v, art)
             size, sha, path = art.stat().st_size, hash_file(art, ("sha256",))["sha256"], str(folder / ARTIFACT)
         rec = BuildRecord(
             variant=v.id, kind=recipe.kind, key=key, path=path, size=size, sha256=sha,
@@ -284,6 +285,19 @@ def build(variant: Variant | str, force: bool = False, progress: bool | Progress
     if check:
         _check(v, recipe, rec, folder, threads, progress, say)
     return rec
+
+
+def _must_load(v: Variant, artifact: Path) -> None:
+    """An artifact ONNX Runtime refuses is never recorded as built."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # load, not optimise
+    try:
+        ort.InferenceSession(str(artifact), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise StudioError(f"{v.id}: the build does not load in ONNX Runtime: {exc}") from exc
 
 
 def _check(v: Variant, recipe: Recipe, rec: BuildRecord, folder: Path, threads: int,

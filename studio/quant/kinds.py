@@ -46,11 +46,20 @@ def make_fp16(variant, recipe, source, dest, **_) -> dict:
         from studio.quant.graph import prune_outputs
 
         prune_outputs(model, p["outputs"])
+    # A source that was itself converted (IS-Net: the fp16 upcast) already has the Cast nodes,
+    # and their tensors, that the converter names for the graph's inputs and outputs: a second
+    # conversion would define those names twice.
+    taken = ("graph_input_cast", "graph_output_cast")
+    io_names = {v.name for v in [*model.graph.input, *model.graph.output]}
+    rename = {o: f"source_{o}" for n in model.graph.node for o in n.output
+              if o.startswith(taken) and o not in io_names}
     for node in model.graph.node:
-        # a source that was itself converted (IS-Net: fp16 upcast) already has the Cast nodes
-        # the converter names for the graph's inputs and outputs; two nodes of one name is invalid
-        if node.name.startswith(("graph_input_cast", "graph_output_cast")):
+        if node.name.startswith(taken):
             node.name = f"source_{node.name}"
+        node.input[:] = [rename.get(x, x) for x in node.input]
+        node.output[:] = [rename.get(x, x) for x in node.output]
+    for vi in model.graph.value_info:
+        vi.name = rename.get(vi.name, vi.name)
     kw = {"keep_io_types": bool(p["keep_io_types"])}
     if p["op_block_list"] is not None:
         kw["op_block_list"] = list(p["op_block_list"])
