@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"command": cmd, "dataset": cal.dataset, "n_all": len(images), "n_held_out": len(held),
+    meta = {"command": cmd, "dataset": cal.dataset, "n_all": len(images),
+            "n_held_out": sum(1 for i in images if i in held_ids),
             "calibration": {"count": len(calib), "seed": cal.seed, "ids": [s.id for s in calib]},
             "threads": args.threads, "rounds": args.rounds, "timing_image": held[0].id,
             "machine": f"{platform.processor() or platform.machine()}, {platform.node()}",
@@ -196,8 +197,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
             "MAE GT held-out | agree IoU held-out (median, min) | agree IoU pooled held-out | agree MAE held-out | "
             "IoU GT all | agree IoU all | agree IoU pooled all |")
     lines = [
-        f"Build table: {meta['dataset']}, {meta['n_held_out']} held-out images (of {meta['n_all']}; "
-        f"{meta['calibration']['count']} calibration images excluded), {meta['threads']} threads, "
+        f"Build table: {meta['dataset']}, {meta['n_held_out']} held-out images (of {meta['n_all']} run; "
+        f"the {meta['calibration']['count']} calibration images excluded), {meta['threads']} threads, "
         f"{meta['rounds']} interleaved timing rounds on image {meta['timing_image']}.",
         f"Command: `{meta['command']}`",
         "Agreement is with fp32: mask IoU at 0.5, mean over images (median, worst); pooled = "
