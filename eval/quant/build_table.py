@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from studio import engine, paths, weights  # noqa: E402
 from studio.quant import builds  # noqa: E402
+from studio.quant.agreement import run_variant  # noqa: E402
 from studio.quant.images import ImageSet  # noqa: E402
 from studio.quant.recipe import load_recipe_file  # noqa: E402
 from studio.zoo import load_zoo  # noqa: E402
@@ -61,16 +62,6 @@ def variants_to_run(tried: list[Path]) -> list[tuple[object, str]]:
     return out
 
 
-def run_all(variant, images: list[np.ndarray], threads: int) -> list[np.ndarray]:
-    from tqdm.auto import tqdm
-
-    runner, _ = engine.load_runner(variant, "cpu", threads, verify=False)
-    try:
-        return [engine.run_runner(runner, im).alpha for im in tqdm(images, desc=variant.id, unit="img", leave=False)]
-    finally:
-        runner.close()
-
-
 def time_interleaved(variants: list, image: np.ndarray, threads: int, rounds: int) -> dict[str, dict]:
     """p50 of the model run and of the whole predict, rounds interleaved across builds."""
     runners = {}
@@ -90,21 +81,20 @@ def time_interleaved(variants: list, image: np.ndarray, threads: int, rounds: in
 
 
 def quality(alphas: list[np.ndarray], refs: list[np.ndarray], gts: list[np.ndarray]) -> dict[str, float]:
-    from studio.metrics import iou, mae, score_image
+    from studio.metrics import score_image
+    from studio.quant.agreement import compare_mattes
 
     scores = [score_image(a, g, threads=1).values for a, g in zip(alphas, gts, strict=True)]
-    agree = [iou(a, r) for a, r in zip(alphas, refs, strict=True)]
-    inter = sum(int(np.count_nonzero((a > 0.5) & (r > 0.5))) for a, r in zip(alphas, refs, strict=True))
-    union = sum(int(np.count_nonzero((a > 0.5) | (r > 0.5))) for a, r in zip(alphas, refs, strict=True))
+    agree = compare_mattes(refs, alphas)
     return {
         "n": len(alphas),
         "iou_gt": float(np.mean([s["iou"] for s in scores])),
         "mae_gt": float(np.mean([s["mae"] for s in scores])),
-        "agree_iou": float(np.mean(agree)),
-        "agree_iou_median": float(np.median(agree)),
-        "agree_iou_min": float(np.min(agree)),
-        "agree_iou_pooled": inter / union if union else 1.0,
-        "agree_mae": float(np.mean([mae(a, r) for a, r in zip(alphas, refs, strict=True)])),
+        "agree_iou": agree["iou_mean"],
+        "agree_iou_median": agree["iou_median"],
+        "agree_iou_min": agree["iou_min"],
+        "agree_iou_pooled": agree["iou_pooled"],
+        "agree_mae": agree["mae_mean"],
     }
 
 
@@ -144,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
     alphas = {}
     for v, _ in chosen:
-        out = run_all(v, [images[i] for i in images], args.threads)
+        out = run_variant(v, [images[i] for i in images], args.threads)
         alphas[v.id] = dict(zip(images, out, strict=True))
     ref = alphas[REFERENCE]
     if args.noise_floor:
@@ -152,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         noisy = {i: np.clip(im.astype(np.int16) + rng.integers(-1, 2, im.shape), 0, 255).astype(np.uint8)
                  for i, im in images.items()}
         fp32 = load_zoo().get(REFERENCE)
-        alphas[NOISE_ID] = dict(zip(noisy, run_all(fp32, list(noisy.values()), args.threads), strict=True))
+        alphas[NOISE_ID] = dict(zip(noisy, run_variant(fp32, list(noisy.values()), args.threads), strict=True))
 
     timing_image = images[held[0].id]
     timing = time_interleaved([v for v, _ in chosen], timing_image, args.threads, args.rounds)
