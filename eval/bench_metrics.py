@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from studio import engine, paths  # noqa: E402
+from studio import engine, settings  # noqa: E402
 from studio.imageio import load_image, load_mask  # noqa: E402
 from studio.metrics import METRIC_NAMES, score_image  # noqa: E402
 
@@ -40,7 +40,7 @@ SHARED = ["iou", "dice", "mae", "ssim", "fmeasure_max", "fmeasure_mean", "fmeasu
 
 
 def default_pair() -> tuple[np.ndarray, np.ndarray, str]:
-    root = paths.shared_dir() / "datasets" / "sod-dev"
+    root = settings.shared_dir() / "datasets" / "sod-dev"
     ims = sorted((root / "im").glob("*")) if (root / "im").is_dir() else []
     if ims:
         im = ims[0]

@@ -25,7 +25,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from studio import engine, paths  # noqa: E402
+from studio import engine, settings  # noqa: E402
 from studio.backends.onnx import session_options  # noqa: E402
 from studio.backends.rembg import rembg_home  # noqa: E402
 from studio.imageio import load_image  # noqa: E402
@@ -33,7 +33,7 @@ from studio.zoo import load_zoo  # noqa: E402
 
 
 def default_images() -> list[Path]:
-    peer = paths.shared_dir() / "peer" / "rembg" / "fixtures"
+    peer = settings.shared_dir() / "peer" / "rembg" / "fixtures"
     if peer.is_dir():
         return sorted(peer.glob("*.jpg"))
     raise SystemExit("no images given and ../shared is absent: pass image paths")

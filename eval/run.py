@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from studio.bench import SuiteConfig, exit_code, load_suite_file, run_suite  # noqa: E402
 from studio.errors import StudioError  # noqa: E402
-from studio.table import format_table  # noqa: E402
+from studio.terminal import format_table  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> SuiteConfig:

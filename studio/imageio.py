@@ -9,26 +9,24 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from studio import settings
 from studio.errors import ImageError
+from studio.fileio import atomic_write_bytes
 
 __all__ = ["ImageError", "load_image", "load_mask", "save_alpha_png"]
-
-# 50 MP, about 7000 x 7000: far above what any matting model resizes from, far below
-# what would exhaust memory as float32 planes. Override with STUDIO_MAX_PIXELS.
-DEFAULT_MAX_PIXELS = 50_000_000
 
 ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 
 def max_pixels() -> int:
-    return int(os.environ.get("STUDIO_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+    # 50 MP by default (about 7000 x 7000): far above what any matting model resizes from
+    return settings.max_pixels()
 
 
 def _describe(src: ImageSource) -> str:
@@ -191,20 +189,6 @@ def load_mask(src: ImageSource, size: tuple[int, int] | None = None) -> np.ndarr
 
 def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
     return (np.clip(alpha, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write a file so a killed process never leaves a half-written one under the name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def encode_png(array: np.ndarray) -> bytes:

@@ -5,12 +5,12 @@ The UI and the benchmark both take runners from here, so a model is never loaded
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from studio import settings
 from studio.backends.base import Runner
 
 Key = tuple[str, str, int]
@@ -27,8 +27,7 @@ class RunnerPool:
     (a proxy for resident memory); the least recently used runners are closed first."""
 
     def __init__(self, budget_mb: float | None = None):
-        env = os.environ.get("STUDIO_POOL_BUDGET_MB")
-        self.budget_mb = budget_mb if budget_mb is not None else float(env) if env else 8000.0
+        self.budget_mb = budget_mb if budget_mb is not None else settings.pool_budget_mb()
         self._entries: OrderedDict[Key, _Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._key_locks: dict[Key, threading.Lock] = {}

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from studio import paths
+from studio import settings
 from studio.errors import UnknownVariant
 
 BACKENDS = ("onnx", "rembg", "inspyrenet", "opencv")
@@ -73,6 +73,16 @@ class Variant:
     recipe: dict[str, Any] | None = None
     requires: str | None = None  # e.g. "cuda"
     default: bool = True  # part of "every installed variant" runs (parity references are not)
+
+    @property
+    def is_build(self) -> bool:
+        """A derived variant: made from `derived_from` by `recipe` (`studio build`), not fetched."""
+        return bool(self.derived_from) and self.recipe is not None
+
+    @property
+    def needs_artifact(self) -> bool:
+        """Whether it loads a file (weights or a build); GrabCut needs none."""
+        return bool(self.file) or self.is_build
 
     @property
     def input_size_label(self) -> str:
@@ -175,7 +185,7 @@ def parse_zoo(docs: list[dict[str, Any]]) -> Zoo:
 
 def zoo_documents(path: Path | None = None) -> list[dict[str, Any]]:
     """The main manifest plus every `*.yaml` beside it in `models/zoo.d/` (derived builds)."""
-    path = path or paths.zoo_path()
+    path = path or settings.zoo_path()
     docs = [yaml.safe_load(path.read_text())]
     extra_dir = path.parent / "zoo.d"
     if extra_dir.is_dir():

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studio import paths
+from studio import settings
 
 
 @pytest.fixture(scope="session")
 def shared():
-    root = paths.shared_dir()
+    root = settings.shared_dir()
     if not (root / "peer").is_dir():
         pytest.skip(f"needs the shared folder ({root}), absent on this checkout")
     return root

@@ -127,9 +127,9 @@ def test_app_import_loads_no_model_package():
     """Cold start: building the app imports gradio, not torch/onnxruntime/rembg/transparent-background."""
     code = ("import sys, app; heavy = ['torch', 'onnxruntime', 'rembg', 'transparent_background', 'cv2', "
             "'skimage', 'plotly']; print([m for m in heavy if m in sys.modules])")
-    from studio import paths
+    from studio import settings
 
-    out = subprocess.run([sys.executable, "-c", code], cwd=paths.REPO_ROOT, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code], cwd=settings.REPO_ROOT, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from studio import inventory, settings
 from studio.ui import benchmark as bench_h
 from studio.ui import compare as compare_h
 from studio.ui import models as models_h
@@ -242,7 +243,7 @@ def test_slider_and_gallery_lookups():
 # --- variant pickers -----------------------------------------------------------------------------------
 
 def test_variant_groups_follow_the_zoo_and_merge_in_zoo_order():
-    from studio.engine import installed_variants
+    from studio.inventory import installed_variants
     from studio.zoo import load_zoo
 
     groups = variants.grouped(installed_only=True)
@@ -258,9 +259,8 @@ def test_variant_groups_follow_the_zoo_and_merge_in_zoo_order():
 
 
 def test_untrained_variants_are_flagged_in_their_label(monkeypatch):
-    from studio import engine
 
-    real = engine.describe
+    real = inventory.describe
 
     def fake(v):
         info = real(v)
@@ -384,9 +384,9 @@ def test_benchmark_handler_runs_the_suite(tmp_path, monkeypatch):
 def test_server_name_local_and_on_spaces(monkeypatch):
     monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
     monkeypatch.delenv("SPACE_ID", raising=False)
-    assert space.server_name() == "127.0.0.1"
+    assert settings.server_name() == "127.0.0.1"
     monkeypatch.setenv("SPACE_ID", "someone/matting-studio")
-    assert space.server_name() == "0.0.0.0"
+    assert settings.server_name() == "0.0.0.0"
 
 
 def test_gpu_decorator_is_a_no_op_without_spaces_and_wraps_with_it(monkeypatch):

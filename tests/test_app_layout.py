@@ -45,7 +45,7 @@ def test_compare_api_signature(demo):
 
 def test_user_errors_become_gr_error_for_plain_and_streaming_handlers():
     from studio.errors import WeightsNotInstalled
-    from studio.ui.layout import user_errors
+    from studio.ui.blocks import user_errors
     from studio.ui.uploads import UploadError
 
     @user_errors
@@ -78,7 +78,7 @@ def test_launch_kwargs(monkeypatch):
 
 def test_refresh_after_a_fetch_keeps_the_users_choices():
     from studio.ui import variants
-    from studio.ui.layout import refresh_models
+    from studio.ui.blocks import refresh_models
 
     groups = variants.grouped(installed_only=True)
     shown = variants.installed_ids()

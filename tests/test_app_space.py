@@ -11,9 +11,9 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from studio import paths
+from studio import settings
 
-ROOT = paths.REPO_ROOT
+ROOT = settings.REPO_ROOT
 
 
 def _front_matter() -> dict:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio import engine
+from studio import engine, inventory
 from studio.backends.base import Runner
 from studio.cli import main as cli
 from studio.errors import ModelError
@@ -136,13 +136,13 @@ def test_inspyrenet_untrained_checkpoint_through_remover(tmp_path, monkeypatch, 
     monkeypatch.setenv("HOME", str(tmp_path))
     assert cli(["weights", "pull", "inspyrenet-fast", "--untrained"]) == 0
     assert "untrained — latency only" in capsys.readouterr().out
-    info = engine.describe("inspyrenet-fast")
+    info = inventory.describe("inspyrenet-fast")
     assert info.installed and info.untrained and "untrained — latency only" in info.flags
     img = photo[0][:120, :160]
     m = engine.predict("inspyrenet-fast", img)
     assert_matte(m, (120, 160), "inspyrenet-fast")
     # the same checkpoint serves the other fast variants, labelled too
-    assert engine.describe("inspyrenet-fast-jit").untrained
+    assert inventory.describe("inspyrenet-fast-jit").untrained
     assert cli(["models", "inspyrenet-fast"]) == 0
     assert "untrained — latency only" in capsys.readouterr().out
     # equal to what transparent-background's own process(type='map') gives, to 8-bit rounding

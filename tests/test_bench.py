@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio import paths
+from studio import inventory, labels, settings
 from studio.bench import SuiteConfig, load_summary, recommend, run_suite
 from studio.bench.recommend import cost_per_1000, pareto_front
 from tests.conftest import synthetic_photo
 
-RUN = [sys.executable, str(paths.REPO_ROOT / "eval" / "run.py")]
+RUN = [sys.executable, str(settings.REPO_ROOT / "eval" / "run.py")]
 
 
 def make_folder(root: Path, n: int = 4) -> Path:
@@ -174,7 +174,7 @@ def test_isnet_quality_matches_rembg_remove(tmp_path, results, isnet_weights):
     s = run_suite(SuiteConfig(models=["isnet-general-use"], dataset=None, limit=4, seed=1, cold_start=False,
                               out=tmp_path / "o"), show_bars=False, n_boot=100)
     ours = s["variants"][0]["metrics"]["iou"]["mean"]
-    with rembg_home(str(paths.weights_dir())):
+    with rembg_home(str(settings.weights_dir())):
         session = new_session("isnet-general-use")
     ious = []
     for sample in ds:
@@ -186,19 +186,18 @@ def test_isnet_quality_matches_rembg_remove(tmp_path, results, isnet_weights):
 
 
 def test_untrained_variants_run_on_a_few_images_for_latency(tmp_path, results, monkeypatch):
-    from studio import engine
-
-    real = engine.describe
+    real = inventory.describe
 
     def as_untrained(variant):  # grabcut stands in for an untrained checkpoint (fast)
         info = real(variant)
-        info.flags = [*info.flags, engine.UNTRAINED_LABEL]
+        info.untrained = True
+        info.flags = [*info.flags, labels.UNTRAINED]
         return info
 
-    monkeypatch.setattr(engine, "describe", as_untrained)
+    monkeypatch.setattr(inventory, "describe", as_untrained)
     ds = make_folder(tmp_path / "ds", n=4)
     cfg = SuiteConfig(models=["grabcut"], dataset=str(ds), cold_start=False, out=tmp_path / "out",
                       untrained_limit=2)
     (row,) = run_suite(cfg, show_bars=False, n_boot=50)["variants"]
     assert row["n_images"] == 2 and row["latency_only_images"] == 2
-    assert engine.UNTRAINED_LABEL in row["flags"] and row["latency"]["p50_ms"] > 0
+    assert labels.UNTRAINED in row["flags"] and row["latency"]["p50_ms"] > 0

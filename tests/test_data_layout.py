@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio import paths
+from studio import settings
 from studio.data import DatasetError, open_dataset
 from studio.errors import StudioError
 from studio.imageio import ImageError
@@ -182,7 +182,7 @@ def test_corrupt_files_open_but_fail_per_sample(tmp_path):
 
 @pytest.mark.shared
 def test_sod_dev_opens_and_is_recognised_as_sod():
-    root = paths.shared_dir() / "datasets" / "sod-dev"
+    root = settings.shared_dir() / "datasets" / "sod-dev"
     if not root.is_dir():
         pytest.skip(f"{root} is absent (../shared is not checked out here)")
     ds = open_dataset(root)

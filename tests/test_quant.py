@@ -13,9 +13,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from studio import engine, weights
+from studio import artifacts, engine, inventory, labels
 from studio.cli import main as cli
-from studio.errors import StudioError, WeightsNotInstalled
+from studio.errors import NotBuilt, StudioError
 from studio.pool import RunnerPool
 from studio.quant import builds
 from studio.quant.recipe import Recipe, RecipeError, load_recipe_file, write_recipe_file
@@ -141,16 +141,16 @@ def test_recipe_file_roundtrip_is_deterministic(tmp_path):
 
 def test_derived_variant_needs_a_build_then_resolves_through_the_engine(lab, photo):
     v = load_zoo().get("tiny-int8-static")
-    assert weights.installed_for(v) is None
-    assert not engine.describe(v).installed
-    assert engine.describe(v).pull_command == "studio build tiny-int8-static"
-    with pytest.raises(WeightsNotInstalled, match="studio build tiny-int8-static"):
-        weights.require(v)
+    assert artifacts.installed(v) is None
+    assert not inventory.describe(v).installed
+    assert inventory.describe(v).pull_command == "studio build tiny-int8-static"
+    with pytest.raises(NotBuilt, match="studio build tiny-int8-static"):
+        artifacts.require(v)
     rec = builds.build(v, progress=False)
-    inst = weights.require(v)
+    inst = artifacts.require(v)
     assert inst.path == rec.path and inst.sha256 == rec.sha256 and inst.size == rec.size > 0
     assert not inst.untrained
-    assert engine.describe(v).installed
+    assert inventory.describe(v).installed
     image, _ = photo
     matte = engine.predict("tiny-int8-static", image, pool=RunnerPool())
     assert matte.alpha.shape == image.shape[:2] and matte.variant == "tiny-int8-static"
@@ -173,12 +173,12 @@ def test_builds_are_cached_by_recipe_and_rebuilt_when_it_changes(lab):
 
 @pytest.mark.parametrize("vid", ["tiny-int8-static", "tiny-int8-dynamic", "tiny-fp16"])
 def test_same_recipe_gives_a_byte_identical_model(lab, vid):
-    from studio import paths
+    from studio import settings
 
     v = load_zoo().get(vid)
     first = builds.build(v, progress=False, check=False)
     data = Path(first.path).read_bytes()
-    shutil.rmtree(paths.builds_dir())  # calibration cache and all: a fresh machine
+    shutil.rmtree(settings.builds_dir())  # calibration cache and all: a fresh machine
     second = builds.build(v, progress=False, check=False)
     assert second.sha256 == first.sha256 and Path(second.path).read_bytes() == data
 
@@ -214,10 +214,10 @@ def test_untrained_flag_flows_into_torch_builds(tmp_path, monkeypatch):
             tmp.write_bytes(b"not a real checkpoint")
             store.commit(tmp, "ckpt_fast.pth", source="untrained fast", untrained=True)
         v = load_zoo().get("inspyrenet-fast-int8-linear")
-        rec = weights.installed_for(v)
+        rec = artifacts.installed(v)
         assert rec is not None and rec.untrained
-        info = engine.describe(v)
-        assert info.installed and "untrained — latency only" in info.flags
+        info = inventory.describe(v)
+        assert info.installed and info.untrained and labels.UNTRAINED in info.flags
     finally:
         load_zoo.cache_clear()
 
@@ -300,8 +300,8 @@ def test_calibration_on_absent_shared_data_fails_clearly(lab, tmp_path, monkeypa
 
 
 def test_torch_build_options_refuse_what_cannot_run():
+    from studio.backends.torch_options import check_device, check_options
     from studio.errors import ModelError
-    from studio.quant.torchbuild import check_device, check_options
 
     zoo = load_zoo()
     with pytest.raises(ModelError, match="needs a CUDA device"):
@@ -322,7 +322,7 @@ def test_fp16_of_a_source_that_was_converted_before_loads(tmp_path):
     the fp16 converter adds. The build must still be a valid model."""
     import onnxruntime as ort
 
-    from studio.quant import kinds
+    from studio.quant import makers
     from studio.zoo import Variant
 
     model = tiny_model()
@@ -334,7 +334,7 @@ def test_fp16_of_a_source_that_was_converted_before_loads(tmp_path):
     src, dest = tmp_path / "src.onnx", tmp_path / "fp16.onnx"
     onnx.save(model, str(src))
     v = Variant(**{**derived("t-fp16", {"kind": "fp16"}, "fp16"), "input_size": (32, 32)})
-    kinds.make(v, Recipe.from_dict({"kind": "fp16"}), src, dest, progress=False)
+    makers.make(v, Recipe.from_dict({"kind": "fp16"}), src, dest, progress=False)
     names = [n.name for n in onnx.load(str(dest)).graph.node]
     assert len(names) == len(set(names))
     sess = ort.InferenceSession(str(dest), providers=["CPUExecutionProvider"])
@@ -343,13 +343,13 @@ def test_fp16_of_a_source_that_was_converted_before_loads(tmp_path):
 
 
 def test_a_build_onnx_runtime_refuses_is_not_recorded(lab, monkeypatch):
-    from studio.quant import kinds
+    from studio.quant import makers
 
     def broken(variant, recipe, source, dest, **_):
         Path(dest).write_bytes(b"not a model")
         return {}
 
-    monkeypatch.setitem(kinds.MAKERS, "fp16", broken)
+    monkeypatch.setitem(makers.MAKERS, "fp16", broken)
     v = load_zoo().get("tiny-fp16")
     with pytest.raises(StudioError, match="does not load"):
         builds.build(v, progress=False, check=False)

@@ -12,9 +12,9 @@ import numpy as np
 import onnx
 import pytest
 
-from studio import engine, paths, weights
+from studio import engine, inventory, settings, weights
 from studio.pool import RunnerPool
-from studio.quant import builds, kinds
+from studio.quant import builds, makers
 from studio.zoo import load_zoo
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ def optimized_ops(path: str) -> collections.Counter:
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    out = str(paths.builds_dir() / ".optimized-check.onnx")
+    out = str(settings.builds_dir() / ".optimized-check.onnx")
     opts.optimized_model_filepath = out
     opts.log_severity_level = 3
     ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
@@ -43,8 +43,8 @@ def test_isnet_int8_dynamic_build_is_deterministic_and_runs(isnet_weights, tmp_p
     recipe = builds.recipe_of(v)
     src = weights.require(load_zoo().get("isnet-general-use"))
     a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
-    kinds.make(v, recipe, Path(src.path), a, progress=False)
-    kinds.make(v, recipe, Path(src.path), b, progress=False)
+    makers.make(v, recipe, Path(src.path), a, progress=False)
+    makers.make(v, recipe, Path(src.path), b, progress=False)
     assert a.read_bytes() == b.read_bytes()
     rec = builds.build(v, progress=False, threads=2, check=False)
     assert rec.size < src.size / 3  # int8 weights
@@ -55,7 +55,7 @@ def test_isnet_int8_dynamic_build_is_deterministic_and_runs(isnet_weights, tmp_p
 
 @pytest.mark.shared
 def test_shipped_int8_static_recipe_builds_keeps_its_float_nodes_and_agrees(isnet_weights):
-    if not (paths.shared_dir() / "datasets" / "sod-dev").is_dir():
+    if not (settings.shared_dir() / "datasets" / "sod-dev").is_dir():
         pytest.skip("needs ../shared/datasets/sod-dev (the recipe's calibration images)")
     v = load_zoo().get("isnet-general-use-int8-static")
     rec = builds.build(v, progress=False, threads=2)
@@ -86,7 +86,7 @@ def untrained_fast():
 
 def test_inspyrenet_int8_linear_runs_and_is_labelled_untrained(untrained_fast, photo):
     v = load_zoo().get("inspyrenet-fast-int8-linear")
-    info = engine.describe(v)
+    info = inventory.describe(v)
     assert info.installed and "untrained — latency only" in info.flags
     runner, _ = engine.load_runner(v, "cpu", 2)
     try:
@@ -116,7 +116,7 @@ def test_inspyrenet_onnx_export_feeds_the_onnx_recipes(untrained_fast, photo):
     for vid in ("inspyrenet-fast-onnx", "inspyrenet-fast-onnx-int8-dynamic"):
         m = engine.predict(vid, image, threads=2, pool=RunnerPool())
         assert m.alpha.shape == image.shape[:2]
-        assert "untrained — latency only" in engine.describe(vid).flags
+        assert "untrained — latency only" in inventory.describe(vid).flags
 
 
 def test_inspyrenet_export_matches_the_torch_model(untrained_fast, photo):

@@ -29,9 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from studio import engine, paths, weights  # noqa: E402
+from studio import artifacts, engine, settings  # noqa: E402
 from studio.quant import builds  # noqa: E402
-from studio.quant.agreement import run_variant  # noqa: E402
+from studio.quant.agreement import predict_images  # noqa: E402
 from studio.quant.images import ImageSet  # noqa: E402
 from studio.quant.recipe import load_recipe_file  # noqa: E402
 from studio.zoo import load_zoo  # noqa: E402
@@ -49,8 +49,13 @@ TRIED = ROOT / "eval" / "quant" / "recipes" / "tried"
 NOISE_ID = "isnet-general-use@noise1"
 
 
+def artifact_path(v) -> Path | None:
+    rec = artifacts.require(v, verify=False)
+    return Path(rec.path) if rec else None
+
+
 def variants_to_run(tried: list[Path]) -> list[tuple[object, str]]:
-    from studio.cli.build import adhoc_variant
+    from studio.quant.builds import adhoc_variant
 
     zoo = load_zoo()
     out = [(zoo.get(vid), label) for vid, label in ZOO_BUILDS]
@@ -108,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noise-floor", action=argparse.BooleanOptionalAction, default=True,
                     help="also run fp32 on the images with +-1 grey-level noise: the agreement any "
                          "imperceptible change gets (default on)")
-    ap.add_argument("--out", type=Path, default=paths.results_dir() / "quant")
+    ap.add_argument("--out", type=Path, default=settings.results_dir() / "quant")
     args = ap.parse_args(argv)
     cmd = "python eval/quant/build_table.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
 
@@ -134,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 
     alphas = {}
     for v, _ in chosen:
-        out = run_variant(v, [images[i] for i in images], args.threads)
+        out = predict_images(v, artifact_path(v), [images[i] for i in images], args.threads)
         alphas[v.id] = dict(zip(images, out, strict=True))
     ref = alphas[REFERENCE]
     if args.noise_floor:
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         noisy = {i: np.clip(im.astype(np.int16) + rng.integers(-1, 2, im.shape), 0, 255).astype(np.uint8)
                  for i, im in images.items()}
         fp32 = load_zoo().get(REFERENCE)
-        alphas[NOISE_ID] = dict(zip(noisy, run_variant(fp32, list(noisy.values()), args.threads), strict=True))
+        alphas[NOISE_ID] = dict(zip(noisy, predict_images(fp32, artifact_path(fp32), list(noisy.values()), args.threads), strict=True))
 
     timing_image = images[held[0].id]
     timing = time_interleaved([v for v, _ in chosen], timing_image, args.threads, args.rounds)
@@ -155,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                      **{part: quality([alphas[NOISE_ID][i] for i in ids], [ref[i] for i in ids], [gts[i] for i in ids])
                         for part, ids in (("held_out", [i for i in images if i in held_ids]), ("all", list(images)))}})
     for v, label in chosen:
-        rec = weights.installed_for(v)
-        brec = builds.installed(v) if builds.is_derived(v) else None
+        rec = artifacts.installed(v)
+        brec = builds.installed(v) if v.is_build else None
         row = {"id": v.id, "label": label, "precision": v.precision,
                "size_mb": round(rec.size / 1e6, 1) if rec else None,
                "build_seconds": brec.build_seconds if brec else None,

@@ -5,7 +5,11 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import numpy as np
+
 from studio.backends.base import Runner
+from studio.errors import ModelError, ModelLoadError, StudioError
+from studio.matte import Matte
 from studio.zoo import Variant
 
 RUNNERS = {
@@ -23,7 +27,31 @@ def runner_class(backend: str) -> type[Runner]:
 
 def create_runner(variant: Variant, weights: Path | None, device: str = "cpu", threads: int = 0,
                   weights_sha256: str | None = None) -> Runner:
-    cls = runner_class(variant.backend)
-    if variant.backend == "inspyrenet":
-        return cls(variant, weights, device, threads, weights_sha256=weights_sha256)
-    return cls(variant, weights, device, threads)
+    """A loaded runner; any failure to load becomes one ModelLoadError line."""
+    try:
+        cls = runner_class(variant.backend)
+        if variant.backend == "inspyrenet":
+            return cls(variant, weights, device, threads, weights_sha256=weights_sha256)
+        return cls(variant, weights, device, threads)
+    except ModelLoadError:
+        raise
+    except StudioError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    except Exception as exc:
+        raise ModelLoadError(f"{variant.id}: failed to load: {type(exc).__name__}: {exc}") from exc
+
+
+def run_checked(runner: Runner, image: np.ndarray) -> Matte:
+    """Run a loaded runner, turning any crash into one ModelError line."""
+    try:
+        matte = runner.predict(image)
+    except StudioError:
+        raise
+    except MemoryError as exc:
+        raise ModelError(f"{runner.variant.id}: out of memory ({exc})") from exc
+    except Exception as exc:
+        raise ModelError(f"{runner.variant.id}: failed: {type(exc).__name__}: {exc}") from exc
+    if matte.alpha.shape != image.shape[:2]:
+        raise ModelError(f"{runner.variant.id}: returned a {matte.alpha.shape} matte for a "
+                         f"{image.shape[:2]} image")
+    return matte

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from studio import paths
+from studio import settings
 from studio.backends.base import Runner, Stopwatch
 from studio.errors import ModelError
 from studio.matte import Matte
@@ -26,7 +26,7 @@ from studio.matte import Matte
 
 def quiet_import_transparent_background():
     """Import the package without its GUI warning (flet is not installed here)."""
-    os.environ.setdefault("TRANSPARENT_BACKGROUND_FILE_PATH", str(paths.cache_dir()))
+    os.environ.setdefault("TRANSPARENT_BACKGROUND_FILE_PATH", str(settings.cache_dir()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import transparent_background
@@ -34,10 +34,24 @@ def quiet_import_transparent_background():
     return transparent_background
 
 
+def new_model(mode: str):
+    """(transparent-background's own InSPyReNet for a mode, randomly initialised, its base size)."""
+    import yaml
+
+    tb = quiet_import_transparent_background()
+    cfg = yaml.safe_load((Path(tb.__file__).parent / "config.yaml").read_text())[mode]
+    from transparent_background.InSPyReNet import InSPyReNet_SwinB
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.meshgrid's indexing notice inside the package
+        model = InSPyReNet_SwinB(depth=64, pretrained=False, threshold=None, base_size=cfg["base_size"])
+    return model, tuple(cfg["base_size"])
+
+
 def jit_dir_for(weights: Path, sha256: str) -> Path:
     """A folder per checkpoint hash: Remover caches its traced model beside the ckpt, keyed
     only by mode and device, so checkpoints must not share a folder."""
-    folder = paths.cache_dir() / "inspyrenet" / sha256[:16]
+    folder = settings.cache_dir() / "inspyrenet" / sha256[:16]
     folder.mkdir(parents=True, exist_ok=True)
     link = folder / weights.name
     if not link.exists():
@@ -71,8 +85,8 @@ class InSPyReNetRunner(Runner):
             warnings.simplefilter("ignore")  # Remover warns about dynamic resize in fast mode
             self.remover = Remover(mode=opts.get("mode", "base"), jit=bool(opts.get("jit")),
                                    device=device, ckpt=str(ckpt), resize=opts.get("resize", "static"))
-        # quant lab hook: torch build options (fp16/bf16, dynamic int8 Linear, torch.compile)
-        from studio.quant.torchbuild import apply_options, torch_dtype
+        # torch build options (fp16/bf16, dynamic int8 Linear, torch.compile)
+        from studio.backends.torch_options import apply_options, torch_dtype
 
         self.dtype = torch_dtype(variant) if self.half else None
         self.remover.model = apply_options(self.remover.model, variant, device)

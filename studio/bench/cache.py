@@ -16,15 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from studio import paths
-from studio.imageio import alpha_to_uint8, atomic_write_bytes, encode_png, load_mask
+from studio import settings
+from studio.fileio import atomic_write_bytes
+from studio.imageio import alpha_to_uint8, encode_png, load_mask
 from studio.zoo import Variant
 
 CACHE_VERSION = 1
 
 
 def cache_root() -> Path:
-    return paths.results_dir() / "cache"
+    return settings.results_dir() / "cache"
 
 
 def variant_fingerprint(variant: Variant, artifact_sha256: str | None, device: str, threads: int) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from studio import paths
+from studio import settings
 
 
 @dataclass
@@ -26,7 +26,7 @@ class SuiteConfig:
     budget_memory_mb: float | None = None
     price_per_hour: float | None = None
     quality_metric: str = "iou"
-    out: Path = field(default_factory=lambda: paths.results_dir() / "latest")
+    out: Path = field(default_factory=lambda: settings.results_dir() / "latest")
     resume: bool = True  # reuse cached predictions (a killed run picks up where it stopped)
     seed: int = 0
     name: str = "adhoc"
@@ -41,7 +41,7 @@ def load_suite_file(path: str | Path) -> dict[str, Any]:
     """A named suite (`eval/suites/*.yaml`): keys are SuiteConfig fields. Unknown keys are refused."""
     p = Path(path)
     if not p.exists():
-        candidate = paths.REPO_ROOT / "eval" / "suites" / f"{path}.yaml"
+        candidate = settings.REPO_ROOT / "eval" / "suites" / f"{path}.yaml"
         if candidate.exists():
             p = candidate
     raw = yaml.safe_load(p.read_text()) or {}
@@ -51,9 +51,9 @@ def load_suite_file(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{p}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
     # relative paths in a suite file are relative to the repository, not the caller's cwd
     if "out" in raw:
-        raw["out"] = paths.REPO_ROOT / raw["out"]
+        raw["out"] = settings.REPO_ROOT / raw["out"]
     ds = raw.get("dataset")
     if isinstance(ds, str) and ("/" in ds or ds.startswith(".")) and not Path(ds).is_absolute():
-        raw["dataset"] = str((paths.REPO_ROOT / ds).resolve())
+        raw["dataset"] = str((settings.REPO_ROOT / ds).resolve())
     raw.setdefault("name", p.stem)
     return raw

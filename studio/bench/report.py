@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from studio.bench import plots
-from studio.imageio import atomic_write_bytes, encode_png
+from studio.fileio import atomic_write_bytes
+from studio.imageio import encode_png
 
 SUMMARY_COLUMNS = ["iou", "fmeasure_max", "smeasure", "emeasure_mean", "ssim", "mae", "boundary_iou"]
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from studio import engine, paths, weights
+from studio import engine, inventory, labels, settings, weights
 from studio.bench import coldstart, report
 from studio.bench.cache import JsonCache, PredictionCache, variant_fingerprint
 from studio.bench.config import SuiteConfig
@@ -48,7 +48,7 @@ def _cpu_name() -> str:
 
 def _git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=paths.REPO_ROOT, capture_output=True,
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=settings.REPO_ROOT, capture_output=True,
                               text=True, timeout=5).stdout.strip() or None
     except Exception:
         return None
@@ -119,7 +119,7 @@ def run_variant(variant: Variant, dataset: Any, cfg: SuiteConfig, memo: _ImageMe
     from studio.data import trained_on_flag
     from studio.metrics import score_image
 
-    info = engine.describe(variant)
+    info = inventory.describe(variant)
     flags = list(info.flags)
     if trained_on_flag(variant, dataset):
         flags.append("trained on this dataset")
@@ -148,7 +148,7 @@ def run_variant(variant: Variant, dataset: Any, cfg: SuiteConfig, memo: _ImageMe
     row["cache_key"] = key
 
     samples = list(dataset)
-    if engine.UNTRAINED_LABEL in flags and cfg.untrained_limit and len(samples) > cfg.untrained_limit:
+    if labels.UNTRAINED in flags and cfg.untrained_limit and len(samples) > cfg.untrained_limit:
         # random weights: their quality means nothing, so a few images give the latency
         samples = samples[: cfg.untrained_limit]
         row["latency_only_images"] = len(samples)
@@ -289,7 +289,7 @@ def run_suite(cfg: SuiteConfig, progress: Progress | None = None, show_bars: boo
     out.mkdir(parents=True, exist_ok=True)
     dataset = open_dataset(cfg.dataset, limit=cfg.limit, seed=cfg.seed)
     zoo = load_zoo()
-    variants = zoo.select(cfg.models) if cfg.models else engine.installed_variants()
+    variants = zoo.select(cfg.models) if cfg.models else inventory.installed_variants()
     ds_flags = []
     if getattr(dataset, "unpaired", None):
         ds_flags.append(f"{len(dataset.unpaired)} unpaired files skipped")
@@ -334,7 +334,7 @@ def run_suite(cfg: SuiteConfig, progress: Progress | None = None, show_bars: boo
                   for r in summary["variants"])
     _emit(progress, stage="report", done=len(variants), total=len(variants), message="writing the report")
     report.write_csv(out / "per_image.csv", csv_rows)
-    from studio.imageio import atomic_write_bytes
+    from studio.fileio import atomic_write_bytes
 
     atomic_write_bytes(out / "scores.json", json.dumps(per_image).encode())
     report.write_html(out / "report.html", summary, worst_all)
@@ -360,7 +360,7 @@ def load_summary(path: str | Path) -> dict[str, Any]:
 
 def list_runs(results_dir: str | Path | None = None) -> list[Path]:
     """summary.json files under the results folder, newest first."""
-    root = Path(results_dir) if results_dir else paths.results_dir()
+    root = Path(results_dir) if results_dir else settings.results_dir()
     if not root.is_dir():
         return []
     found = [p for p in root.glob("**/summary.json") if "cache" not in p.parts]

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from studio.errors import StudioError
-from studio.table import format_table
+from studio.terminal import format_table
 from studio.zoo import load_zoo
 
 
@@ -143,16 +143,6 @@ def print_list(derived, as_json: bool) -> int:
     return 0
 
 
-def adhoc_variant(source_id: str, recipe, as_id: str):
-    """A derived variant for a recipe file that is not in the zoo, shaped like its source."""
-    src = load_zoo().get(source_id)
-    precision = {"fp16": "fp16", "int8-dynamic": "int8-dynamic", "int8-static": "int8-static",
-                 "fp32-upcast": "fp32"}.get(recipe.kind, src.precision)
-    return dataclasses.replace(src, id=as_id, precision=precision, derived_from=src.id,
-                               recipe=recipe.canonical(), file=f"{as_id}.onnx",
-                               notes=f"ad-hoc build of {source_id}")
-
-
 def run_recipe(args) -> int:
     from studio.quant import builds
     from studio.quant.recipe import load_recipe_file
@@ -161,7 +151,7 @@ def run_recipe(args) -> int:
         raise StudioError("--recipe needs --from SOURCE (the variant it is built from)")
     recipe = load_recipe_file(args.recipe)
     as_id = args.as_id or f"{args.source}-{args.recipe.stem.replace('.', '-')}"
-    v = adhoc_variant(args.source, recipe, as_id)
+    v = builds.adhoc_variant(args.source, recipe, as_id)
     rec = builds.build(v, force=args.force, progress=not args.json, threads=args.threads, check=args.check,
                        recipe=recipe)
     print(json.dumps(dataclasses.asdict(rec), indent=2) if args.json else summary_line(rec))

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from studio.data import EMBEDDED_NAME, catalog, open_dataset
-from studio.table import format_table
+from studio.terminal import format_table
 
 
 def register(sub) -> None:

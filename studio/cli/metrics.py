@@ -27,7 +27,7 @@ from studio.metrics import (
     score_image,
 )
 from studio.metrics.conventions import conventions
-from studio.table import format_table
+from studio.terminal import format_table
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 GT_SUBDIRS = ("gt", "masks", "mask", "GT")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from studio.engine import describe
-from studio.table import format_table
+from studio.inventory import describe
+from studio.terminal import format_table
 from studio.zoo import load_zoo
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from studio import engine
+from studio import engine, inventory
 from studio.errors import StudioError
 from studio.imageio import load_image, save_alpha_png
 from studio.zoo import load_zoo
@@ -33,7 +33,7 @@ def output_path(image: Path, variant: str, out: Path | None, many: bool) -> Path
 
 def run(args) -> int:
     variant = load_zoo().get(args.model)
-    info = engine.describe(variant)
+    info = inventory.describe(variant)
     if info.untrained:
         print(f"note: {variant.id} runs on untrained weights — latency only; its mattes are not meaningful",
               file=sys.stderr)

@@ -3,7 +3,7 @@
     from studio.data import open_dataset, EMBEDDED_NAME
     ds = open_dataset()                      # the embedded sample (the default everywhere)
     ds = open_dataset("../shared/datasets/sod-dev", limit=20, seed=0)
-    ds = open_dataset("DUTS-TE")             # a catalogue set under studio.paths.data_dir()
+    ds = open_dataset("DUTS-TE")             # a catalogue set under studio.settings.data_dir()
     for s in ds: s.image(), s.mask(), s.alpha(), s.content_hash
 
 See `layout.py` for the folder layouts read, `catalogue.py` for the catalogue and contamination flags, and
@@ -18,7 +18,7 @@ from studio.data.catalogue import (
     recognise,
     trained_on_flag,
 )
-from studio.data.core import (
+from studio.data.dataset import (
     EMBEDDED_NAME,
     Dataset,
     Sample,

@@ -8,7 +8,6 @@ path that is recognised as one) to those names. `trained_on_flag` joins the two.
 from __future__ import annotations
 
 import functools
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from studio import paths
+from studio import settings
 from studio.data.layout import IMAGE_DIRS, DatasetError
 
 REQUIRED = ("title", "task", "size", "resolution", "layout", "dir", "images", "masks", "reference",
@@ -26,7 +25,7 @@ MARKER = ".catalog"  # a file in a dataset folder holding its catalogue name
 
 
 def catalog_path() -> Path:
-    return Path(os.environ.get("STUDIO_CATALOG", paths.REPO_ROOT / "datasets" / "catalog.yaml"))
+    return settings.catalog_path()
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ class CatalogEntry:
         return self.zoo_names or (self.name,)
 
     def local_root(self) -> Path:
-        return paths.data_dir() / self.dir
+        return settings.data_dir() / self.dir
 
     def locate(self) -> tuple[Path, Path] | None:
         """The installed (images, masks) folders, looked for up to three levels under `dir`."""

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from studio.data.core import Dataset, subset
-from studio.imageio import ImageError, alpha_to_uint8, atomic_write_bytes
+from studio.data.dataset import Dataset, subset
+from studio.fileio import atomic_write_bytes
+from studio.imageio import ImageError, alpha_to_uint8
 
 PAGE = (255, 255, 255)
 BOX = (226, 228, 232)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from studio import paths
+from studio import settings
 from studio.data import catalogue as cat
 from studio.data.layout import DatasetError
 
@@ -39,7 +39,7 @@ class PullResult:
 
 
 def downloads_dir() -> Path:
-    return paths.data_dir() / ".downloads"
+    return settings.data_dir() / ".downloads"
 
 
 def download(url: str, dest: Path, progress: bool = True, timeout: float = 30.0) -> Path:

@@ -1,13 +1,18 @@
-"""How closely a build reproduces its source: both run through the engine on the same
-images, compared mask to mask (IoU at 0.5) and value to value (MAE)."""
+"""How closely a build reproduces its source: both run on the same images, compared mask to
+mask (IoU at 0.5) and value to value (MAE).
+
+Runners are created from the artifact paths the caller gives (the builds cache knows them),
+so this module sits below the engine and never looks weights up itself.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from studio.zoo import Variant, load_zoo
+from studio.zoo import Variant
 
 
 def compare_mattes(ref: list[np.ndarray], got: list[np.ndarray]) -> dict[str, Any]:
@@ -25,30 +30,30 @@ def compare_mattes(ref: list[np.ndarray], got: list[np.ndarray]) -> dict[str, An
             "mae": [round(x, 7) for x in maes]}
 
 
-def run_variant(variant: Variant, images: list[np.ndarray], threads: int = 0, desc: str = "",
-                progress: Any = True) -> list[np.ndarray]:
-    """Mattes of a variant on the images, through a fresh (unpooled) engine runner."""
+def predict_images(variant: Variant, artifact: Path | None, images: list[np.ndarray], threads: int = 0,
+                   desc: str = "", progress: Any = True) -> list[np.ndarray]:
+    """Mattes of a variant on the images, through a fresh (unpooled) runner of `artifact`."""
     from tqdm.auto import tqdm
 
-    from studio import engine
+    from studio.backends import create_runner, run_checked
 
-    runner, _ = engine.load_runner(variant, "cpu", threads, verify=False)
+    runner = create_runner(variant, artifact, "cpu", threads)
     try:
-        return [engine.run_runner(runner, im).alpha
+        return [run_checked(runner, im).alpha
                 for im in tqdm(images, desc=desc or variant.id, unit="img", disable=not progress, leave=False)]
     finally:
         runner.close()
 
 
-def agreement_with_source(variant: Variant, image_set: dict[str, Any], threads: int = 0,
-                          progress: Any = True) -> dict[str, Any]:
+def agreement_with_source(source: Variant, source_artifact: Path, variant: Variant, artifact: Path,
+                          image_set: dict[str, Any], threads: int = 0, progress: Any = True) -> dict[str, Any]:
+    """Agreement of `variant` with `source` on an image set (see `studio.quant.images`)."""
     from studio.quant.images import ImageSet
 
     images = ImageSet.from_dict(image_set)
     samples = images.samples()
     pixels = [s.image() for s in samples]
-    source = load_zoo().get(variant.derived_from or "")
-    ref = run_variant(source, pixels, threads, f"check {source.id}", progress)
-    got = run_variant(variant, pixels, threads, f"check {variant.id}", progress)
+    ref = predict_images(source, source_artifact, pixels, threads, f"check {source.id}", progress)
+    got = predict_images(variant, artifact, pixels, threads, f"check {variant.id}", progress)
     return {"set": {"dataset": images.dataset, "part": images.part, "count": images.count,
                     "seed": images.seed}, "ids": [s.id for s in samples], **compare_mattes(ref, got)}

@@ -14,6 +14,7 @@ they have changed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -24,8 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio import paths
-from studio.errors import StudioError, WeightsNotInstalled
+from studio import settings
+from studio.errors import NotBuilt, StudioError, WeightsNotInstalled
+from studio.fileio import atomic_write_json
 from studio.quant.recipe import Recipe
 from studio.zoo import Variant, load_zoo
 
@@ -71,7 +73,7 @@ class BuildRecord:
 
 
 def is_derived(variant: Variant) -> bool:
-    return bool(variant.derived_from) and variant.recipe is not None
+    return variant.is_build
 
 
 def recipe_of(variant: Variant) -> Recipe:
@@ -105,6 +107,9 @@ def source_record(source: Variant):
     """The installed source (a weights file, or a build when the source is derived itself)."""
     from studio import weights
 
+    if source.is_build:
+        rec = installed(source)
+        return rec.installed() if rec else None
     return weights.installed_for(source)
 
 
@@ -126,7 +131,7 @@ def key_for(variant: Variant, recipe: Recipe | None = None, source_sha256: str |
 
 
 def build_dir(variant_id: str, key: str) -> Path:
-    return paths.builds_dir() / variant_id / key[:16]
+    return settings.builds_dir() / variant_id / key[:16]
 
 
 def read_record(folder: Path) -> BuildRecord | None:
@@ -178,7 +183,7 @@ def verify(variant: Variant) -> BuildRecord:
 
     rec = installed(variant)
     if rec is None:
-        raise WeightsNotInstalled(f"{variant.id}: not built. Build it with: studio build {variant.id}")
+        raise NotBuilt(f"{variant.id}: not built. Build it with: {build_command(variant)}")
     actual = hash_file(rec.path, ("sha256",))["sha256"]
     if actual != rec.sha256:
         raise WeightsNotInstalled(f"{variant.id}: build is corrupt (sha256 {actual[:12]}… but it was "
@@ -209,7 +214,7 @@ def ensure_source(variant: Variant, progress: bool | Progress = True, threads: i
     src = source_of(variant)
     if is_derived(src):
         return build(src, progress=progress, threads=threads).installed()
-    rec = weights.installed_for(src)
+    rec = source_record(src)
     if rec is not None:
         return rec
     if src.file and src.backend != "inspyrenet":
@@ -228,7 +233,7 @@ def build(variant: Variant | str, force: bool = False, progress: bool | Progress
 
     `recipe` overrides the zoo's (used by `studio build --recipe`). `check` measures the
     build's agreement with its source on the recipe's check images."""
-    from studio.quant import kinds
+    from studio.quant import makers
 
     v = load_zoo().get(variant) if isinstance(variant, str) else variant
     recipe = recipe or recipe_of(v)
@@ -256,7 +261,7 @@ def build(variant: Variant | str, force: bool = False, progress: bool | Progress
     tmp = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.", dir=folder.parent))
     try:
         t0 = time.perf_counter()
-        made = kinds.make(v, recipe, Path(src_rec.path), tmp / ARTIFACT, progress=progress, threads=threads)
+        made = makers.make(v, recipe, Path(src_rec.path), tmp / ARTIFACT, progress=progress, threads=threads)
         seconds = time.perf_counter() - t0
         if recipe.kind == "torch":
             size, sha, path = src_rec.size, src_rec.sha256, src_rec.path
@@ -304,7 +309,10 @@ def _check(v: Variant, recipe: Recipe, rec: BuildRecord, folder: Path, threads: 
            progress: bool | Progress, say: Progress) -> None:
     from studio.quant.agreement import agreement_with_source
 
-    rec.agreement = agreement_with_source(v, recipe.check_set(), threads=threads, progress=bool(progress))
+    src = source_of(v)
+    src_rec = source_record(src)
+    rec.agreement = agreement_with_source(src, Path(src_rec.path), v, Path(rec.path), recipe.check_set(),
+                                          threads=threads, progress=bool(progress))
     _write_record(folder, rec)
     a = rec.agreement
     say(f"agreement with {v.derived_from} on {a['n']} images ({a['set']['dataset']}): "
@@ -312,10 +320,17 @@ def _check(v: Variant, recipe: Recipe, rec: BuildRecord, folder: Path, threads: 
 
 
 def _write_record(folder: Path, rec: BuildRecord) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".build.", dir=folder)
-    with os.fdopen(fd, "w") as f:
-        json.dump(asdict(rec), f, indent=2, sort_keys=True)
-    os.replace(tmp, folder / RECORD)
+    atomic_write_json(folder / RECORD, asdict(rec), sort_keys=True)
+
+
+def adhoc_variant(source_id: str, recipe: Recipe, as_id: str) -> Variant:
+    """A derived variant for a recipe file that is not in the zoo, shaped like its source."""
+    src = load_zoo().get(source_id)
+    precision = {"fp16": "fp16", "int8-dynamic": "int8-dynamic", "int8-static": "int8-static",
+                 "fp32-upcast": "fp32"}.get(recipe.kind, src.precision)
+    return dataclasses.replace(src, id=as_id, precision=precision, derived_from=src.id,
+                               recipe=recipe.canonical(), file=f"{as_id}.onnx",
+                               notes=f"ad-hoc build of {source_id}")
 
 
 def derived_variants() -> list[Variant]:
@@ -324,7 +339,7 @@ def derived_variants() -> list[Variant]:
 
 def clean(variant: Variant, keep_current: bool = True) -> list[Path]:
     """Remove a variant's builds of older recipes (and the current one unless kept)."""
-    root = paths.builds_dir() / variant.id
+    root = settings.builds_dir() / variant.id
     if not root.is_dir():
         return []
     current = key_for(variant) if keep_current else None

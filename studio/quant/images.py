@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from studio import paths
+from studio import settings
 from studio.errors import StudioError
 
 SHARED_SETS = {"sod-dev": ("datasets", "sod-dev")}
@@ -34,7 +34,7 @@ def dataset_path(name: str) -> str | None:
     if name in ("embedded", "", None):
         return None
     if name in SHARED_SETS:
-        root = paths.shared_dir().joinpath(*SHARED_SETS[name])
+        root = settings.shared_dir().joinpath(*SHARED_SETS[name])
         if not root.is_dir():
             raise CalibrationDataMissing(
                 f"this recipe calibrates on {name}, which lives in the shared folder "

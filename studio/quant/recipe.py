@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from studio import paths
+from studio import settings
 from studio.errors import StudioError
 
 KINDS = ("fp32-upcast", "fp16", "int8-dynamic", "int8-static", "torch", "onnx-export")
@@ -193,7 +193,7 @@ class Recipe:
 
 def resolve_path(path: str | Path) -> Path:
     p = Path(path).expanduser()
-    return p if p.is_absolute() else paths.REPO_ROOT / p
+    return p if p.is_absolute() else settings.REPO_ROOT / p
 
 
 def load_recipe_file(path: str | Path) -> Recipe:

@@ -75,7 +75,7 @@ class SearchResult:
     seconds: float
 
     def table(self) -> str:
-        from studio.table import format_table
+        from studio.terminal import format_table
 
         total = sum(u.macs for u in self.units) or 1
         rows = [[u.name, len(u.nodes), f"{100 * u.macs / total:.1f}%",
@@ -174,7 +174,7 @@ class Evaluator:
                       for im in self.images]
         self.reference = self._mattes(str(prepared))
         self.calls = 0
-        from studio.quant.kinds import tensor_shapes
+        from studio.quant.makers import tensor_shapes
 
         model = onnx.load(str(prepared), load_external_data=False)
         self.shapes = tensor_shapes(model)
@@ -204,7 +204,7 @@ class Evaluator:
         """Agreement of a build keeping `nodes_in_float` in float (or quantizing `only`),
         on all calibration images or the given ones."""
         from studio.metrics import iou, mae
-        from studio.quant.kinds import quantize_static_model
+        from studio.quant.makers import quantize_static_model
 
         quant = dict(self.quant)
         if only is not None:
@@ -235,7 +235,7 @@ def search(source: str, base: Recipe, budget: float = 0.99, min_budget: float | 
 
     from studio.quant.builds import ensure_source
     from studio.quant.images import ImageSet
-    from studio.quant.kinds import calibration_dir, calibration_ranges, prepared_model
+    from studio.quant.makers import calibration_dir, calibration_ranges, prepared_model
 
     t_start = time.perf_counter()
     say = progress if callable(progress) else ((lambda m: print(m, flush=True)) if progress else (lambda m: None))

@@ -1,4 +1,4 @@
-"""The Gradio app (`python app.py`): layout in `layout`, plain handlers in `compare`,
+"""The Gradio app (`python app.py`): the Blocks layout in `blocks`, plain handlers in `compare`,
 `benchmark` and `models`. Importing this package loads no model package (no torch,
 onnxruntime, rembg or transparent-background): models load lazily on first use.
 """
@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from studio.ui import space
+from studio import settings
 
 __all__ = ["build_app", "launch_kwargs", "main"]
 
 
 def build_app():
-    from studio.ui.layout import build_app as _build
+    from studio.ui.blocks import build_app as _build
 
     return _build()
 
@@ -23,8 +23,8 @@ def launch_kwargs(**overrides: Any) -> dict[str, Any]:
     from studio.ui import theme
 
     kw: dict[str, Any] = {
-        "server_name": space.server_name(),
-        "max_file_size": f"{space.max_upload_mb():g}mb",
+        "server_name": settings.server_name(),
+        "max_file_size": f"{settings.max_upload_mb():g}mb",
         "theme": theme.theme(),
         "css": theme.CSS,
         "show_error": True,

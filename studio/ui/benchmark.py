@@ -11,8 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from studio import paths
-from studio.ui import space
+from studio import settings
 from studio.ui.uploads import UploadError, clean_dir, extract_dataset_zip
 
 SOURCE_EMBEDDED = "Embedded sample"
@@ -39,8 +38,8 @@ def catalogue_choices() -> list[str]:
         names += [name for name, entry in catalog().items() if entry.installed]
     except Exception:  # the catalogue is optional for the app
         pass
-    shared = paths.shared_dir() / "datasets" / "sod-dev"
-    if not space.on_spaces() and shared.is_dir():
+    shared = settings.shared_dir() / "datasets" / "sod-dev"
+    if not settings.on_spaces() and shared.is_dir():
         names.append(str(shared))
     return list(dict.fromkeys(names))
 
@@ -56,7 +55,7 @@ def resolve_dataset(source: str, name: str | None, zip_file: Any, workdir: Path)
         if not name:
             raise UploadError("choose a catalogue dataset, or type a folder that holds im/ and gt/")
         looks_like_path = "/" in name or name.startswith(".")
-        if looks_like_path and space.on_spaces():
+        if looks_like_path and settings.on_spaces():
             raise UploadError("on the hosted app, datasets come from the catalogue or an uploaded zip")
         if looks_like_path and not Path(name).expanduser().is_dir():
             raise UploadError(f"{name}: no such folder")
@@ -193,7 +192,7 @@ def render(summary: dict[str, Any], run_path: Path | None, p95: Any = None, memo
 def run_id(path: Path) -> str:
     """A run's name: its summary.json relative to the results folder."""
     try:
-        return str(Path(path).resolve().relative_to(paths.results_dir().resolve()))
+        return str(Path(path).resolve().relative_to(settings.results_dir().resolve()))
     except ValueError:
         return str(path)
 
@@ -202,7 +201,7 @@ def run_path(run: str) -> Path:
     """The summary.json of a run id; refuses anything outside the results folder."""
     if not run:
         raise UploadError("no benchmark run yet: run one, or open a past run")
-    root = paths.results_dir().resolve()
+    root = settings.results_dir().resolve()
     p = (root / run).resolve()
     if p.is_dir():
         p = p / "summary.json"
@@ -252,7 +251,7 @@ def rerecommend(run: str, p95: Any = None, memory: Any = None, price: Any = None
 
 
 def new_run_dir() -> Path:
-    return paths.results_dir() / "app" / time.strftime("%Y%m%d-%H%M%S")
+    return settings.results_dir() / "app" / time.strftime("%Y%m%d-%H%M%S")
 
 
 def benchmark(source: str = SOURCE_EMBEDDED, dataset: str | None = None, zip_file: Any = None,
@@ -271,7 +270,7 @@ def benchmark(source: str = SOURCE_EMBEDDED, dataset: str | None = None, zip_fil
             variants = [v for v in variants.replace(",", " ").split() if v]
         chosen = list(variants) if variants else None
         if chosen is None:
-            from studio.engine import installed_variants
+            from studio.inventory import installed_variants
 
             chosen = [v.id for v in installed_variants()]
         if not chosen:

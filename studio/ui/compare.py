@@ -1,6 +1,6 @@
 """The Compare tab's handlers: one image, several variants, results streamed as each finishes.
 
-Plain functions: `run_variant` does one variant (engine + visuals + metrics), `compare`
+Plain functions: `compare_one` does one variant (engine + visuals + metrics), `compare`
 is the generator the Run button and the `compare` API call. Tests call both directly.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from studio import engine, visuals
+from studio import engine, inventory, labels, visuals
 from studio.errors import StudioError
 from studio.matte import TIMING_KEYS, Matte
 from studio.pool import DEFAULT_POOL
@@ -90,12 +90,12 @@ def infer(variant_id: str, image: np.ndarray) -> tuple[Matte, float, bool]:
     return engine.run_runner(runner, image), load_s, cold
 
 
-def run_variant(variant_id: str, image: np.ndarray, reference: np.ndarray | None,
+def compare_one(variant_id: str, image: np.ndarray, reference: np.ndarray | None,
                 folder: Path) -> VariantResult:
     """Run one variant and write its PNGs; any failure becomes a failed result, not a raise."""
     try:
         v = load_zoo().get(variant_id)
-        flags = engine.describe(v).flags
+        flags = inventory.describe(v).flags
     except StudioError as exc:
         return VariantResult(variant_id, ok=False, error=str(exc))
     try:
@@ -139,7 +139,7 @@ def table(results: list[VariantResult], with_reference: bool) -> tuple[list[str]
         names = [m for m in HEADLINE_METRICS if m in present]
     rows = []
     for r in results:
-        label = r.id + ("  ⚠ untrained" if engine.UNTRAINED_LABEL in r.flags else "")
+        label = r.id + ("  ⚠ untrained" if labels.UNTRAINED in r.flags else "")
         if not r.ok:
             rows.append([f"{label}  ✗ failed", *([None] * len(TIMING_COLUMNS)), *([None] * len(names))])
             continue
@@ -250,7 +250,7 @@ def compare(image: Any, reference: Any = None, variants: list[str] | None = None
     slider_variant: str | None = None
     yield _outputs(results, ref is not None, state, status_markdown(results, ids, len(ids), 0.0), None)
     for i, vid in enumerate(ids):
-        res = run_variant(vid, rgb, ref_alpha, folder)
+        res = compare_one(vid, rgb, ref_alpha, folder)
         results.append(res)
         if res.ok:
             state.cutouts[res.id] = str(res.files["checkerboard"])
@@ -261,7 +261,7 @@ def compare(image: Any, reference: Any = None, variants: list[str] | None = None
 
 def engine_default_variants() -> list[str]:
     """Every installed variant, in zoo order: the Compare tab's default."""
-    return [v.id for v in engine.installed_variants()]
+    return [v.id for v in inventory.installed_variants()]
 
 
 def slider_for(variant_id: str | None, state: dict[str, Any] | None) -> tuple[str, str] | None:

@@ -15,7 +15,7 @@ ZOO_COLUMN_WIDTHS = ["15%", "7%", "6%", "8%", "8%", "6%", "15%", "12%", "23%"]
 
 def zoo_table() -> dict[str, Any]:
     """`studio models` as a Dataframe value (the same rows: `studio.cli.models.zoo_rows`)."""
-    from studio.cli.models import zoo_rows
+    from studio.inventory import zoo_rows
 
     data = []
     for r in zoo_rows():
@@ -28,7 +28,7 @@ def zoo_table() -> dict[str, Any]:
 
 def fetchable() -> list[tuple[str, str]]:
     """(label, id) of variants whose weights are not here yet."""
-    from studio.engine import describe
+    from studio.inventory import describe
 
     out = []
     zoo = load_zoo()

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from studio import paths
+from studio import settings
 
 
 def free_port() -> int:
@@ -58,7 +58,7 @@ def running_app(port: int | None = None, env: dict[str, str] | None = None, time
                 "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log, "wb") as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=paths.REPO_ROOT, env=full_env, stdout=out,
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=settings.REPO_ROOT, env=full_env, stdout=out,
                                 stderr=subprocess.STDOUT)
         try:
             while True:

@@ -6,40 +6,13 @@ Everything here is cheap to import: no torch, no model packages.
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from studio import settings
+
 F = TypeVar("F", bound=Callable[..., Any])
-
-DEFAULT_MAX_UPLOAD_MB = 25.0  # a 50 MP PNG is ~30-60 MB; photos people drop in are far smaller
-DEFAULT_POOL_BUDGET_MB = 3000.0  # summed weight sizes held loaded across all users
-
-
-def on_spaces() -> bool:
-    """Hugging Face sets SPACE_ID in every Space's environment."""
-    return bool(os.environ.get("SPACE_ID"))
-
-
-def server_name() -> str:
-    """0.0.0.0 on a Space (its proxy must reach us), loopback locally (no LAN exposure).
-    GRADIO_SERVER_NAME still wins, as Gradio documents."""
-    return os.environ.get("GRADIO_SERVER_NAME") or ("0.0.0.0" if on_spaces() else "127.0.0.1")
-
-
-def max_upload_mb() -> float:
-    return float(os.environ.get("STUDIO_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB))
-
-
-def max_zip_mb() -> float:
-    """Uncompressed size cap of an uploaded benchmark zip."""
-    return float(os.environ.get("STUDIO_MAX_ZIP_MB", 1024))
-
-
-def pool_budget_mb() -> float:
-    return float(os.environ.get("STUDIO_POOL_BUDGET_MB", DEFAULT_POOL_BUDGET_MB))
-
 
 def zerogpu_available() -> bool:
     """Whether the `spaces` package (ZeroGPU) can be imported here; checked without importing it."""
@@ -74,9 +47,9 @@ def device_for(backend: str) -> str:
     """The device a backend runs on in the app. STUDIO_DEVICE overrides; on ZeroGPU the torch
     backend (InSPyReNet) takes the GPU, while ONNX Runtime's CPU wheel (what requirements.txt
     installs) stays on CPU."""
-    forced = os.environ.get("STUDIO_DEVICE")
+    forced = settings.forced_device()
     if forced:
         return forced
-    if zerogpu_available() and on_spaces() and backend == "inspyrenet":
+    if zerogpu_available() and settings.on_spaces() and backend == "inspyrenet":
         return "cuda"
     return "cpu"

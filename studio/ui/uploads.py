@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from studio import settings
 from studio.errors import ImageError
-from studio.ui import space
 
 
 class UploadError(ValueError):
@@ -48,7 +48,7 @@ def upload_path(value: Any) -> tuple[Path, str] | None:
 
 
 def _check_size(path: Path, name: str, cap_mb: float | None = None) -> None:
-    cap = space.max_upload_mb() if cap_mb is None else cap_mb
+    cap = settings.max_upload_mb() if cap_mb is None else cap_mb
     if not path.is_file():
         raise UploadError(f"{name}: the uploaded file is missing on the server; upload it again")
     size_mb = path.stat().st_size / 1e6
@@ -105,10 +105,10 @@ def extract_dataset_zip(value: Any, dest: Path) -> Path:
     if loc is None:
         raise UploadError("no zip uploaded")
     path, name = loc
-    _check_size(path, name, cap_mb=max(space.max_upload_mb(), 200.0))
+    _check_size(path, name, cap_mb=max(settings.max_upload_mb(), 200.0))
     if not zipfile.is_zipfile(path):
         raise UploadError(f"{name}: not a zip file")
-    cap = space.max_zip_mb() * 1e6
+    cap = settings.max_zip_mb() * 1e6
     max_members = 20_000
     dest = Path(dest).resolve()
     dest.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from studio.engine import describe
+from studio.inventory import describe
 from studio.zoo import load_zoo
 
 FAMILY_LABELS = {
@@ -74,7 +74,7 @@ def installed_ids() -> list[str]:
 
 
 def default_ids() -> list[str]:
-    """What the pickers start with: every installed variant (as `engine.installed_variants`)."""
+    """What the pickers start with: every installed variant (as `inventory.installed_variants`)."""
     return [c.id for c in choices() if c.installed and c.default]
 
 

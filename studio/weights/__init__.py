@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
+from studio import settings
 from studio.errors import WeightsFetchError, WeightsNotInstalled
 from studio.weights import store
 from studio.weights.store import Installed
@@ -15,9 +15,7 @@ __all__ = ["Installed", "ensure_file", "installed_for", "pull", "pull_command", 
 
 
 def pull_command(variant: Variant) -> str:
-    """The command that would fetch a variant's weights."""
-    if variant.derived_from and variant.recipe is not None:  # quant lab hook: derived builds
-        return f"studio build {variant.id}"
+    """The command that would fetch a variant's weights file."""
     wf = load_zoo().file_of(variant)
     extra = ""
     if wf and wf.sources and not any(s.automatic for s in wf.sources[1:]) and any(
@@ -28,28 +26,15 @@ def pull_command(variant: Variant) -> str:
 
 
 def installed_for(variant: Variant) -> Installed | None:
-    """The installed weights of a variant, or None (variants without weights: None too)."""
-    if variant.derived_from and variant.recipe is not None:  # quant lab hook: the built artifact
-        from studio.quant import builds
-
-        rec = builds.installed(variant)
-        return rec.installed() if rec else None
-    if not variant.file:
+    """The installed weights file of a fetched variant, or None (builds: see studio.artifacts)."""
+    if variant.is_build or not variant.file:
         return None
     return store.installed(variant.file)
 
 
 def require(variant: Variant, verify: bool = True) -> Installed | None:
-    """The weights a variant needs, hash-checked; a clear error when they are missing."""
-    if variant.derived_from and variant.recipe is not None:  # quant lab hook: the built artifact
-        from studio.quant import builds
-
-        rec = builds.verify(variant) if verify else builds.installed(variant)
-        if rec is None:
-            raise WeightsNotInstalled(f"{variant.id}: not built here. Build it with: "
-                                      f"{builds.build_command(variant)}")
-        return rec.installed()
-    if not variant.file:
+    """The weights file a fetched variant needs, hash-checked; a clear error when missing."""
+    if variant.is_build or not variant.file:
         return None
     rec = store.installed(variant.file)
     if rec is None:
@@ -73,7 +58,7 @@ def _matches(source: Source, digests: dict[str, str], size: int) -> str | None:
 
 def _local_candidates(name: str) -> list[Path]:
     """Copies already on this machine: STUDIO_WEIGHTS_PATH, rembg's and transparent-background's homes."""
-    dirs = [Path(p) for p in os.environ.get("STUDIO_WEIGHTS_PATH", "").split(os.pathsep) if p]
+    dirs = settings.weights_search_path()
     home = Path.home()
     dirs += [home / ".u2net", home / ".rembg" / "models" / Path(name).stem, home / ".transparent-background"]
     return [d / name for d in dirs if (d / name).is_file()]
@@ -115,6 +100,9 @@ def ensure_file(name: str, untrained: bool = False, progress: bool = True, force
             with store.staging(name) as tmp:
                 if local_path is not None:
                     shutil.copyfile(local_path, tmp)
+                elif source.kind == "derive":
+                    parent = ensure_file(source.extra["from"], progress=progress)
+                    FETCHERS["derive"](source, tmp, progress=progress, parent=Path(parent.path))
                 else:
                     FETCHERS[source.kind](source, tmp, progress=progress)
                 if source is not None and source.kind != "untrained":
@@ -144,7 +132,7 @@ def pull(variant_ids: list[str], untrained: bool = False, progress: bool = True,
     for vid in variant_ids:
         try:
             v = zoo.get(vid)
-            if v.derived_from and v.recipe is not None:  # quant lab hook: built, not fetched
+            if v.is_build:
                 raise WeightsFetchError(f"{vid} is a derived build: run `studio build {vid}`")
             if not v.file:
                 raise WeightsFetchError(f"{vid} needs no weights")

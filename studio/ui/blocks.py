@@ -1,5 +1,5 @@
-"""The Blocks layout. Handlers live in `studio.ui.compare`, `.benchmark` and `.models`; this
-module only places components and wires events to them (turning user errors into gr.Error).
+"""The Blocks layout (Gradio components and events). Handlers live in `studio.ui.compare`,
+`.benchmark` and `.models`; this module only places components and wires events to them (turning user errors into gr.Error).
 
 Every event has an `api_name`. Inference (`compare`, `benchmark`) shares one queue slot
 (`concurrency_id="inference"`, limit 1): parallel users wait their turn instead of
@@ -15,6 +15,7 @@ from typing import Any
 
 import gradio as gr
 
+from studio import settings
 from studio.errors import StudioError
 from studio.pool import DEFAULT_POOL
 from studio.ui import benchmark as bench_h
@@ -190,13 +191,13 @@ def select_variants(*groups: list[str] | None):
 
 def build_app() -> gr.Blocks:
     """The whole app: Compare, Benchmark and Models tabs over the one engine."""
-    DEFAULT_POOL.budget_mb = space.pool_budget_mb()
+    DEFAULT_POOL.budget_mb = settings.pool_budget_mb()
     zoo_choices = variants.choices()
     installed = [c for c in zoo_choices if c.installed]
     default_ids = [c.id for c in installed if c.default]
     groups = variants.grouped(installed_only=True)
     all_ids = [c.id for c in zoo_choices]
-    device = "ZeroGPU + CPU" if space.zerogpu_available() and space.on_spaces() else "CPU"
+    device = "ZeroGPU + CPU" if space.zerogpu_available() and settings.on_spaces() else "CPU"
 
     with gr.Blocks(title="Matting Studio", analytics_enabled=False, delete_cache=(3600, 7200),
                    fill_width=True) as demo:
@@ -211,7 +212,7 @@ def build_app() -> gr.Blocks:
                                          image_mode=None, height=150, sources=["upload", "clipboard"],
                                          elem_id="compare-reference", buttons=[])
                     gr.Markdown("<sub>A reference mask adds metrics and error overlays. "
-                                f"Uploads up to {space.max_upload_mb():g} MB.</sub>")
+                                f"Uploads up to {settings.max_upload_mb():g} MB.</sub>")
                     sample = gr.Dropdown(label="…or pick an image from the embedded sample",
                                          info="loads the image and its exact reference mask",
                                          choices=[], value=None, elem_id="sample-picker")

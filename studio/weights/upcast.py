@@ -1,4 +1,5 @@
-"""Precision changes of ONNX graphs that need no calibration."""
+"""The fp16 -> fp32 upcast of an ONNX graph: how the fp32 IS-Net is derived offline from the npm
+fp16 build (deterministic, so its sha256 is pinned in the zoo). Also a quant recipe kind."""
 
 from __future__ import annotations
 

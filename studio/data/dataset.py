@@ -22,7 +22,8 @@ from studio.data import catalogue as cat
 from studio.data import embedded as emb
 from studio.data.layout import DatasetError, Layout, PairFiles, detect, pair_files
 from studio.errors import StudioError
-from studio.imageio import ImageError, atomic_write_bytes, load_image, load_mask
+from studio.fileio import atomic_write_bytes
+from studio.imageio import ImageError, load_image, load_mask
 
 EMBEDDED_NAME = emb.EMBEDDED_NAME
 

@@ -1,0 +1,21 @@
+"""The words every front shows for a state. Code decides on booleans and exception classes;
+these strings are only ever displayed, so they live here, once."""
+
+from __future__ import annotations
+
+UNTRAINED = "untrained — latency only"
+UNTRAINED_SHORT = "⚠ untrained"
+TRAINED_ON_DATASET = "trained on this dataset"
+NON_COMMERCIAL = "non-commercial licence"
+
+
+def needs(requirement: str) -> str:
+    return f"needs {requirement}"
+
+
+def calibrated_on(n: int) -> str:
+    return f"calibrated on {n} of these images"
+
+
+def agreement_with(variant_id: str) -> str:
+    return f"agreement with {variant_id}"
