@@ -56,6 +56,12 @@ def installed_variants(include_references: bool = False) -> list[Variant]:
             if describe(v).installed and not v.requires and (v.default or include_references)]
 
 
+def default_variants() -> list[Variant]:
+    """What the app selects unless the user changes it: installed, trained variants, without
+    parity references; an untrained checkpoint is opt-in (its quality is noise)."""
+    return [v for v in installed_variants() if not describe(v).untrained]
+
+
 @dataclass
 class Selection:
     """Variants a pattern list picked: those that can run here, and the rest with why."""

@@ -56,6 +56,10 @@ class RunnerPool:
     def used_mb(self) -> float:
         return sum(e.cost_mb for e in self._entries.values())
 
+    def has(self, key: Key) -> bool:
+        with self._lock:
+            return key in self._entries
+
     def keys(self) -> list[Key]:
         with self._lock:
             return list(self._entries)

@@ -60,7 +60,8 @@ def pytest_sessionfinish(session, exitstatus):
                 changed.append(f"{w.relative_to(REPO)}/{rel}: {what}")
     if changed:
         tr = config.pluginmanager.get_plugin("terminalreporter")
-        msg = "the tests changed the user's folders:\n  " + "\n  ".join(changed[:30])
+        msg = ("the tests changed the user's folders (unless another process wrote there during the session):"
+               "\n  " + "\n  ".join(changed[:30]))
         if tr:
             tr.write_line(msg, red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -320,7 +320,7 @@ def test_budgets_recompute_the_recommendation_without_rerunning(results):
     run = "app/r1/summary.json"
     md, fig, table, files, run_id, public = bench_h.rerecommend(run)
     assert "Recommended: `slow-good`" in md and run_id == run
-    assert [r[0] for r in table["data"]] == ["★", "☆", ""]
+    assert [r[0] for r in table["data"]] == ["★", "", ""]  # no per-image scores: nothing proven equivalent
     assert table["data"][2][1] == "untrained  ⚠ untrained"
     assert files == [str(results / "report.html"), str(results / "summary.json")]
     assert fig is not None and public["recommendation"]["best"] == "slow-good"

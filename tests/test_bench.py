@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from studio import inventory, labels, settings
-from studio.bench import SuiteConfig, load_summary, recommend, run_suite
+from studio.bench import SuiteConfig, Summary, VariantRow, load_summary, recommend, run_suite
 from studio.bench.recommend import cost_per_1000, pareto_front
+from studio.bench.results import Latency
 from tests.conftest import synthetic_photo
 
 RUN = [sys.executable, str(settings.REPO_ROOT / "eval" / "run.py")]
@@ -57,12 +58,15 @@ def test_run_writes_report_and_summary(tmp_path, results):
         assert lo <= row["metrics"][m]["mean"] <= hi
     assert row["latency"]["p50_ms"] > 0 and row["latency"]["p95_ms"] >= row["latency"]["p50_ms"]
     assert row["throughput_ips"] > 0 and "model_size_mb" in row and "flags" in row
+    assert row["memory_mb"] > 0 and "in-process" in row["memory_source"]  # a memory figure without cold start
+    assert row["timing"]["sitting"] == saved["run"]["sitting"]
     assert saved["recommendation"]["best"] == "grabcut"
-    assert saved["recommendation"]["cost_per_1000"] == pytest.approx(cost_per_1000(row, 1.0))
+    assert saved["reference"] == {"kind": "ground_truth"}
+    assert saved["recommendation"]["cost_per_1000"] == pytest.approx(cost_per_1000(summary.variants[0], 1.0))
     page = (out / "report.html").read_text()
     assert "Pareto" in page and "Recommendation" in page and "data:image/png;base64" in page
     assert "<script src=\"http" not in page  # self-contained: plotly is inlined
-    assert summary["run"]["all_ran"]
+    assert summary.run["all_ran"]
 
 
 def test_a_failing_variant_is_recorded_and_the_others_go_on(tmp_path, results, monkeypatch):
@@ -73,11 +77,11 @@ def test_a_failing_variant_is_recorded_and_the_others_go_on(tmp_path, results, m
                            "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr
     s = load_summary(out)
-    by_id = {r["id"]: r for r in s["variants"]}
-    assert by_id["u2net"]["failed"] and "studio weights pull u2net" in by_id["u2net"]["errors"][0]["error"]
-    assert by_id["grabcut"]["n_images"] == 2 and not by_id["grabcut"]["errors"]
+    by_id = {r.id: r for r in s.variants}
+    assert by_id["u2net"].failed and "studio weights pull u2net" in by_id["u2net"].errors[0]["error"]
+    assert by_id["grabcut"].n_images == 2 and not by_id["grabcut"].errors
     assert "Traceback" not in proc.stderr + proc.stdout
-    assert "Recommendation: grabcut" in proc.stdout
+    assert "grabcut: the best iou" in proc.stdout
 
 
 def test_bad_images_are_per_image_errors(tmp_path, results):
@@ -86,30 +90,80 @@ def test_bad_images_are_per_image_errors(tmp_path, results):
     Image.new("L", (10, 10)).save(ds / "gt" / "s2.png")  # mask of the wrong size
     cfg = SuiteConfig(models=["grabcut"], dataset=str(ds), cold_start=False, out=tmp_path / "out")
     s = run_suite(cfg, show_bars=False, n_boot=100)
-    (row,) = s["variants"]
-    assert row["n_scored"] == 1 and len(row["errors"]) == 2
-    msgs = " ".join(e["error"] for e in row["errors"])
+    (row,) = s.variants
+    assert row.n_scored == 1 and len(row.errors) == 2
+    msgs = " ".join(e["error"] for e in row.errors)
     assert "s1" in msgs or "not an image" in msgs
-    assert not s["run"]["all_ran"]
+    assert not s.run["all_ran"]
 
 
-def test_recommendation_respects_budgets_and_flags():
-    def row(vid, q, p95, mem=500.0, flags=()):
-        return {"id": vid, "n_images": 10, "n_scored": 10, "flags": list(flags), "peak_rss_mb": mem,
-                "throughput_ips": 1000.0 / p95, "latency": {"p95_ms": p95},
-                "metrics": {"iou": {"mean": q, "ci95": [q - 0.01, q + 0.01]}}}
+def _scores(values: list[float]) -> dict[str, dict]:
+    """Per-image scores as scores.json holds them, with `iou` set per image."""
+    from studio.metrics import score_image
 
-    summary = {"variants": [row("big", 0.95, 2000, 3000), row("mid", 0.93, 800), row("small", 0.80, 100),
-                            row("fake", 0.99, 50, flags=["untrained — latency only"])]}
-    assert recommend(summary)["best"] == "big"
-    r = recommend(summary, budget_p95_ms=1000)
-    assert r["best"] == "mid" and r["runner_up"] == "small"
-    assert any(e["id"] == "big" and "p95" in e["why"] for e in r["excluded"])
-    assert any(e["id"] == "fake" and "untrained" in e["why"] for e in r["excluded"])
-    assert recommend(summary, budget_memory_mb=1000)["best"] == "mid"
-    assert recommend(summary, budget_p95_ms=10)["best"] is None
-    assert pareto_front(summary["variants"]) == ["small", "mid", "big"]
-    assert cost_per_1000(summary["variants"][1], 3.6) == pytest.approx(0.8)
+    base = score_image(np.ones((4, 4), np.float32), np.ones((4, 4), np.float32)).to_json()
+    out = {}
+    for i, v in enumerate(values):
+        s = json.loads(json.dumps(base))
+        s["name"] = f"im{i}"
+        s["values"]["iou"] = v
+        out[f"im{i}"] = s
+    return out
+
+
+def _fake_summary(rows: list[tuple[str, list[float], float, float, bool]]) -> Summary:
+    """(id, per-image IoU, p95 ms, memory MB, untrained) -> a Summary the rule can decide on."""
+    variants, scores = [], {}
+    for vid, ious, p95, mem, untrained in rows:
+        q = float(np.mean(ious))
+        variants.append(VariantRow(id=vid, n_images=len(ious), n_scored=len(ious), untrained=untrained,
+                                   memory_mb=mem, throughput_ips=1000.0 / p95,
+                                   latency=Latency(p50_ms=p95 * 0.9, p95_ms=p95, mean_ms=p95),
+                                   metrics={"iou": {"mean": q, "ci95": [q - 0.01, q + 0.01]}}))
+        scores[vid] = _scores(ious)
+    return Summary(config={"quality_metric": "iou"}, variants=variants, per_image_scores=scores)
+
+
+def test_recommendation_picks_the_cheapest_equivalent_within_budgets():
+    rng = np.random.default_rng(0)
+    base = list(0.90 + 0.05 * rng.random(20))
+    summary = _fake_summary([
+        ("fp32", base, 1000.0, 900.0, False),
+        ("int8", [b - 0.001 for b in base], 300.0, 400.0, False),  # a tie to the third decimal
+        ("tiny", [b - 0.1 for b in base], 50.0, 100.0, False),  # clearly worse
+        ("fake", [0.99] * 20, 10.0, 50.0, True),  # untrained: never recommended
+    ])
+    rec = recommend(summary)
+    assert rec["best_scoring"] == "fp32" and rec["best"] == "int8"
+    assert [e["id"] for e in rec["equivalent"]] == ["int8", "fp32"]  # cheapest first
+    assert "3.3× faster" in rec["sentence"] and "within the 0.005 tolerance" in rec["sentence"]
+    assert "not picked because int8 is equivalent" in rec["why_not_best"]
+    assert {"id": "fake", "why": "latency only (untrained weights)"} in rec["excluded"]
+    assert rec["budgets_text"] == "no budget given" and "budgets" not in rec["sentence"]
+    # a tighter tolerance than the gap: fp32 stands alone
+    assert recommend(summary, tolerance=0.0001)["best"] == "fp32"
+    # budgets drop variants before the rule runs
+    assert recommend(summary, budget_p95_ms=200)["best"] == "tiny"
+    r = recommend(summary, budget_memory_mb=350)
+    assert r["best"] == "tiny" and any(e["id"] == "int8" and "memory" in e["why"] for e in r["excluded"])
+    assert recommend(summary, budget_p95_ms=5)["best"] is None
+    assert pareto_front(summary.variants) == ["tiny", "int8", "fp32"]
+    assert cost_per_1000(summary.variants[1], 3.6) == pytest.approx(0.3)
+    priced = recommend(summary, price_per_hour=3.6)
+    assert priced["best"] == "int8" and priced["cost_per_1000"] == pytest.approx(0.3)
+    assert "cheaper per image" in priced["sentence"]
+
+
+def test_summary_json_round_trips_and_reads_old_files():
+    summary = _fake_summary([("a", [0.9, 0.8], 100.0, 10.0, False), ("b", [0.5, 0.4], 50.0, 5.0, True)])
+    again = Summary.from_json(json.loads(json.dumps(summary.to_json())))
+    assert [r.id for r in again.variants] == ["a", "b"] and again.variants[1].untrained
+    assert again.variants[0].latency.p95_ms == 100.0 and again.variants[0].quality("iou") == pytest.approx(0.85)
+    old = {"variants": [{"id": "x", "flags": [labels.UNTRAINED], "latency": {"p95_ms": 5.0}, "peak_rss_mb": 300,
+                         "n_images": 2, "metrics": {"iou": {"mean": 0.5}}, "some_future_key": 1}]}
+    row = Summary.from_json(old).variants[0]
+    assert row.untrained and row.memory_mb == 300 and row.n_scored == 2
+    assert row.to_json()["some_future_key"] == 1  # unknown keys survive a round trip
 
 
 @pytest.mark.slow
@@ -135,16 +189,18 @@ def test_resume_after_sigkill_redoes_nothing(tmp_path, results):
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     s = load_summary(out)
-    (row,) = s["variants"]
-    assert row["n_images"] == 16 and not row["errors"]
-    assert row["timing"]["cached_images"] == len(done_before)
-    assert row["timing"]["computed_images"] == 16 - len(done_before)
+    (row,) = s.variants
+    assert row.n_images == 16 and not row.errors
+    assert row.timing["cached_images"] == len(done_before)
+    assert row.timing["computed_images"] == 16 - len(done_before)
+    # a resumed run is the same sitting: the killed run's timings count, nothing is re-timed
+    assert row.timing["retimed_images"] == 0 and row.latency.n_samples == 16 * 6
     for name, mtime in done_before.items():  # finished work was not redone
         assert next(cache.glob(f"*/{name}")).stat().st_mtime_ns == mtime
     # and nothing was lost: same numbers as a clean, uninterrupted run
     clean = run_suite(SuiteConfig(models=["grabcut"], dataset=str(ds), cold_start=False, out=tmp_path / "clean",
                                   resume=False), show_bars=False)
-    assert clean["variants"][0]["metrics"]["iou"]["mean"] == pytest.approx(row["metrics"]["iou"]["mean"], abs=1e-9)
+    assert clean.variants[0].quality("iou") == pytest.approx(row.quality("iou"), abs=1e-9)
 
 
 @pytest.mark.slow
@@ -152,12 +208,12 @@ def test_cold_start_split_in_a_subprocess(tmp_path, results, isnet_weights):
     ds = make_folder(tmp_path / "ds", n=2)
     s = run_suite(SuiteConfig(models=["isnet-general-use-int8-dynamic"], dataset=str(ds), cold_start=True,
                               out=tmp_path / "out", threads=2), show_bars=False, n_boot=100)
-    cs = s["variants"][0]["cold_start"]
+    cs = s.variants[0].cold_start
     for k in ("interpreter", "import", "weights", "init", "first_inference"):
         assert cs[k] > 0, k
     assert cs["total_s"] == pytest.approx(sum(cs[k] for k in ("interpreter", "import", "weights", "init",
                                                                 "first_inference")), rel=1e-6)
-    assert s["variants"][0]["peak_rss_mb"] > 100
+    assert s.variants[0].peak_rss_mb > 100 and s.variants[0].memory_mb == s.variants[0].peak_rss_mb
 
 
 @pytest.mark.slow
@@ -173,7 +229,7 @@ def test_isnet_quality_matches_rembg_remove(tmp_path, results, isnet_weights):
     ds = open_dataset(None, limit=4, seed=1)
     s = run_suite(SuiteConfig(models=["isnet-general-use"], dataset=None, limit=4, seed=1, cold_start=False,
                               out=tmp_path / "o"), show_bars=False, n_boot=100)
-    ours = s["variants"][0]["metrics"]["iou"]["mean"]
+    ours = s.variants[0].quality("iou")
     with rembg_home(str(settings.weights_dir())):
         session = new_session("isnet-general-use")
     ious = []
@@ -181,7 +237,7 @@ def test_isnet_quality_matches_rembg_remove(tmp_path, results, isnet_weights):
         mask = remove(Image.fromarray(sample.image()), session=session, only_mask=True)
         alpha = np.asarray(mask, dtype=np.float32) / 255.0
         ious.append(score_image(alpha, sample.mask()).values["iou"])
-    assert s["variants"][0]["n_scored"] == len(ious) == 4
+    assert s.variants[0].n_scored == len(ious) == 4
     assert abs(ours - float(np.mean(ious))) <= 0.002
 
 
@@ -198,6 +254,8 @@ def test_untrained_variants_run_on_a_few_images_for_latency(tmp_path, results, m
     ds = make_folder(tmp_path / "ds", n=4)
     cfg = SuiteConfig(models=["grabcut"], dataset=str(ds), cold_start=False, out=tmp_path / "out",
                       untrained_limit=2)
-    (row,) = run_suite(cfg, show_bars=False, n_boot=50)["variants"]
-    assert row["n_images"] == 2 and row["latency_only_images"] == 2
-    assert labels.UNTRAINED in row["flags"] and row["latency"]["p50_ms"] > 0
+    summary = run_suite(cfg, show_bars=False, n_boot=50)
+    (row,) = summary.variants
+    assert row.n_images == 2 and row.latency_only_images == 2
+    assert row.untrained and labels.UNTRAINED in row.flags and row.latency.p50_ms > 0
+    assert not row.ranks_on_quality and summary.recommendation["best"] is None

@@ -41,9 +41,11 @@ def variant_fingerprint(variant: Variant, artifact_sha256: str | None, device: s
 @dataclass
 class CachedPrediction:
     alpha: np.ndarray  # float32 [0, 1], from the stored 8-bit PNG
-    timings: dict[str, float]  # per timed repeat: lists under "runs"
-    runs: list[dict[str, float]]
+    timings: dict[str, float]  # the first timed repeat
+    runs: list[dict[str, float]]  # every timed repeat of the latest timing
     created_at: float
+    sitting: str | None = None  # the run (sitting) the timings were taken in
+    node: str | None = None  # the node kind that took them
 
 
 class PredictionCache:
@@ -63,16 +65,28 @@ class PredictionCache:
             alpha = load_mask(png)
         except Exception:  # a damaged entry is recomputed, not trusted
             return None
-        return CachedPrediction(alpha=alpha, timings=rec["timings"], runs=rec["runs"], created_at=rec["created_at"])
+        return CachedPrediction(alpha=alpha, timings=rec["timings"], runs=rec["runs"], created_at=rec["created_at"],
+                                sitting=rec.get("sitting"), node=rec.get("node"))
 
-    def put(self, image_hash: str, alpha: np.ndarray, runs: list[dict[str, float]]) -> CachedPrediction:
+    def put(self, image_hash: str, alpha: np.ndarray, runs: list[dict[str, float]], sitting: str | None = None,
+            node: str | None = None) -> CachedPrediction:
         png, meta = self._paths(image_hash)
         q = alpha_to_uint8(alpha)
         atomic_write_bytes(png, encode_png(q))
-        rec = {"timings": runs[0], "runs": runs, "created_at": time.time()}
+        rec = {"timings": runs[0], "runs": runs, "created_at": time.time(), "sitting": sitting, "node": node}
         atomic_write_bytes(meta, json.dumps(rec).encode())  # the record last: it marks the entry complete
         return CachedPrediction(alpha=q.astype(np.float32) / 255.0, timings=runs[0], runs=runs,
-                                created_at=rec["created_at"])
+                                created_at=rec["created_at"], sitting=sitting, node=node)
+
+    def retime(self, image_hash: str, runs: list[dict[str, float]], sitting: str, node: str | None = None) -> None:
+        """Replace an entry's timings with ones taken in this sitting (the matte stays)."""
+        _, meta = self._paths(image_hash)
+        try:
+            rec = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            return
+        rec.update(timings=runs[0], runs=runs, sitting=sitting, node=node)
+        atomic_write_bytes(meta, json.dumps(rec).encode())
 
 
 class JsonCache:

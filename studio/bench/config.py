@@ -26,6 +26,11 @@ class SuiteConfig:
     budget_memory_mb: float | None = None
     price_per_hour: float | None = None
     quality_metric: str = "iou"
+    tolerance: float | None = None  # None: the metric's default (studio.bench.recommend)
+    reference: str | None = None  # a variant id: score against its mattes (labels-free)
+    timing_images: int = 4  # cached variants are re-timed on this many images in a new sitting
+    executor: str = "local"  # local | ray
+    ray_address: str | None = None  # ray: an existing cluster (None: start a local one)
     out: Path = field(default_factory=lambda: settings.results_dir() / "latest")
     resume: bool = True  # reuse cached predictions (a killed run picks up where it stopped)
     seed: int = 0

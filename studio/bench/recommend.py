@@ -1,35 +1,69 @@
-"""The trade-off: Pareto frontier of quality against p95 latency, and the recommendation.
+"""The decision: the cheapest variant whose quality is equivalent to the best, within budgets.
 
-Pure functions of a summary dict, so the app can re-ask with other budgets without
-rerunning anything.
+The rule (DESIGN.md, "Deciding"), a pure function of a summary so the app can re-ask with
+other budgets without rerunning anything:
+1. Drop the variants outside the budgets (p95 latency, memory), and those whose quality
+   means nothing (untrained, failed, unscored).
+2. Find the best on the chosen metric.
+3. A variant is *equivalent* when the paired-bootstrap 95 % CI of its difference from the
+   best (in the metric's better direction) has its lower end at or above -tolerance.
+4. Recommend the cheapest equivalent: lowest cost per 1,000 images when a price is given,
+   else lowest p95; memory breaks ties.
+Against a reference variant (a labels-free run) the metric is agreement with it, and the
+recommendation reads "equivalent to REF on these images".
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-LATENCY_ONLY_FLAGS = ("untrained — latency only",)
+from studio.bench.results import Summary, VariantRow
+
+# The default tolerance per metric: how much worse (in the metric's own units) still counts as
+# the same quality. IoU-like scores in [0, 1]: half a point. Errors: their usual scales.
+DEFAULT_TOLERANCE: dict[str, float] = {
+    **dict.fromkeys(("iou", "dice", "boundary_iou", "ssim", "fmeasure_max", "fmeasure_mean",
+                     "fmeasure_adaptive", "wfmeasure", "smeasure", "emeasure_max", "emeasure_mean",
+                     "emeasure_adaptive"), 0.005),
+    "mae": 0.002,  # mean absolute error in [0, 1]
+    "mse": 0.001,
+    "sad": 0.5,  # thousands, Composition-1k convention
+    "grad": 0.5,
+    "conn": 0.5,
+    "preference": 25.0,  # arena rating points (Elo scale)
+}
+
+RULE = ("eligible = within the budgets and trained; best = highest {metric}; equivalent = "
+        "paired-bootstrap 95 % CI of (variant - best) has lower end >= -{tol:g}; recommended = "
+        "the cheapest equivalent ({cost}, memory breaks ties)")
 
 
-def quality_of(row: dict[str, Any], metric: str) -> float | None:
-    m = (row.get("metrics") or {}).get(metric)
-    return None if m is None or m.get("mean") is None else float(m["mean"])
+def default_tolerance(metric: str) -> float:
+    return DEFAULT_TOLERANCE.get(metric, 0.005)
 
 
-def ranks_on_quality(row: dict[str, Any]) -> bool:
-    """Untrained, failed and unscored variants take no part in quality comparisons."""
-    if any(f in LATENCY_ONLY_FLAGS for f in row.get("flags", [])):
-        return False
-    return row.get("n_scored", row.get("n_images", 0)) > 0 and not row.get("failed")
+def higher_is_better(metric: str) -> bool:
+    from studio.metrics import HIGHER_IS_BETTER
+
+    return HIGHER_IS_BETTER.get(metric, True)
 
 
-def pareto_front(rows: list[dict[str, Any]], metric: str = "iou", higher_is_better: bool = True) -> list[str]:
+def cost_per_1000(row: VariantRow, price_per_hour: float | None) -> float | None:
+    """Price of 1,000 images on one instance serving one request at a time (mean latency)."""
+    if not price_per_hour or not row.throughput_ips:
+        return None
+    return price_per_hour / 3600.0 / row.throughput_ips * 1000.0
+
+
+def pareto_front(rows: list[VariantRow], metric: str = "iou") -> list[str]:
     """Ids not dominated on (quality, p95 latency), sorted by latency."""
+    sign = 1.0 if higher_is_better(metric) else -1.0
     pts = []
     for r in rows:
-        q, lat = quality_of(r, metric), (r.get("latency") or {}).get("p95_ms")
-        if ranks_on_quality(r) and q is not None and lat is not None:
-            pts.append((lat, q if higher_is_better else -q, r["id"]))
+        q, lat = r.quality(metric), r.p95_ms
+        if r.ranks_on_quality and q is not None and lat is not None:
+            pts.append((lat, sign * q, r.id))
     pts.sort(key=lambda p: (p[0], -p[1]))
     front, best = [], float("-inf")
     for _lat, q, vid in pts:
@@ -39,90 +73,11 @@ def pareto_front(rows: list[dict[str, Any]], metric: str = "iou", higher_is_bett
     return front
 
 
-def cost_per_1000(row: dict[str, Any], price_per_hour: float | None) -> float | None:
-    """Price of 1,000 images on one instance serving one request at a time (mean latency)."""
-    ips = row.get("throughput_ips")
-    if not price_per_hour or not ips:
-        return None
-    return price_per_hour / 3600.0 / ips * 1000.0
-
-
-def recommend(summary: dict[str, Any], budget_p95_ms: float | None = None, budget_memory_mb: float | None = None,
-              price_per_hour: float | None = None, metric: str | None = None) -> dict[str, Any]:
-    """The best quality within the budgets, the runner-up, and whether the gap is significant."""
-    from studio.metrics import HIGHER_IS_BETTER
-
-    metric = metric or summary.get("config", {}).get("quality_metric", "iou")
-    higher = HIGHER_IS_BETTER.get(metric, True)
-    rows = summary.get("variants", [])
-    excluded: list[dict[str, str]] = []
-    fits = []
-    for r in rows:
-        lat = (r.get("latency") or {}).get("p95_ms")
-        mem = r.get("peak_rss_mb")
-        why = None
-        if not ranks_on_quality(r):
-            why = "latency only (untrained)" if any(f in LATENCY_ONLY_FLAGS for f in r.get("flags", [])) \
-                else "failed or unscored"
-        elif quality_of(r, metric) is None:
-            why = f"no {metric}"
-        elif budget_p95_ms is not None and (lat is None or lat > budget_p95_ms):
-            why = f"p95 {lat:.0f} ms > {budget_p95_ms:g} ms" if lat is not None else "no latency"
-        elif budget_memory_mb is not None and (mem is None or mem > budget_memory_mb):
-            why = f"peak RSS {mem:.0f} MB > {budget_memory_mb:g} MB" if mem is not None else "no memory figure"
-        if why:
-            excluded.append({"id": r["id"], "why": why})
-        else:
-            fits.append(r)
-    sign = 1.0 if higher else -1.0
-    fits.sort(key=lambda r: (-sign * quality_of(r, metric), (r.get("latency") or {}).get("p95_ms") or 0.0))
-    out: dict[str, Any] = {
-        "metric": metric, "budgets": {"p95_ms": budget_p95_ms, "memory_mb": budget_memory_mb,
-                                      "price_per_hour": price_per_hour},
-        "best": None, "runner_up": None, "significant": None, "comparison": None,
-        "cost_per_1000": None, "excluded": excluded, "pareto": pareto_front(rows, metric, higher),
-    }
-    if not fits:
-        out["reason"] = "no variant fits the budgets" if rows else "no variants ran"
-        return out
-    best = fits[0]
-    out["best"] = best["id"]
-    out["cost_per_1000"] = cost_per_1000(best, price_per_hour)
-    out["best_flags"] = best.get("flags", [])
-    q = quality_of(best, metric)
-    lat = (best.get("latency") or {}).get("p95_ms")
-    reason = f"{best['id']}: best {metric} {q:.4f} within the budgets (p95 {lat:.0f} ms)"
-    if len(fits) > 1:
-        second = fits[1]
-        out["runner_up"] = second["id"]
-        comp = (summary.get("comparisons") or {}).get(f"{best['id']}|{second['id']}|{metric}")
-        if comp is None:
-            comp = paired_comparison(summary, best["id"], second["id"], metric)
-        out["comparison"] = comp
-        if comp is not None:
-            out["significant"] = bool(comp["significant"])
-            verdict = "significant" if comp["significant"] else "not significant"
-            reason += (f"; the gap to runner-up {second['id']} ({quality_of(second, metric):.4f}) is {verdict} "
-                       f"(paired bootstrap, diff {comp['diff']:+.4f}, 95% CI [{comp['ci95'][0]:+.4f}, "
-                       f"{comp['ci95'][1]:+.4f}])")
-            if not comp["significant"]:
-                faster = min((best, second), key=lambda r: (r.get("latency") or {}).get("p95_ms") or 1e18)
-                if faster is second:
-                    reason += f"; {second['id']} is faster for the same quality"
-    if out["cost_per_1000"] is not None:
-        reason += f"; ${out['cost_per_1000']:.4f} per 1,000 images at ${price_per_hour:g}/h"
-    if best.get("flags"):
-        reason += f" [{', '.join(best['flags'])}]"
-    out["reason"] = reason
-    return out
-
-
-def paired_comparison(summary: dict[str, Any], a: str, b: str, metric: str) -> dict[str, Any] | None:
-    """Paired bootstrap on the per-image scores the summary carries (same images in both)."""
+def paired_difference(summary: Summary, a: str, b: str, metric: str, seed: int = 0) -> dict[str, Any] | None:
+    """Paired bootstrap of a - b on the images both were scored on (None when under 2)."""
     from studio.metrics import ImageScore, compare_paired
 
-    per = summary.get("per_image_scores") or {}
-    sa, sb = per.get(a), per.get(b)
+    sa, sb = summary.per_image_scores.get(a), summary.per_image_scores.get(b)
     if not sa or not sb:
         return None
     common = sorted(set(sa) & set(sb))
@@ -130,4 +85,142 @@ def paired_comparison(summary: dict[str, Any], a: str, b: str, metric: str) -> d
         return None
     ra = [ImageScore.from_json(sa[k]) for k in common]
     rb = [ImageScore.from_json(sb[k]) for k in common]
-    return compare_paired(ra, rb, metric=metric)
+    return compare_paired(ra, rb, metric=metric, seed=seed)
+
+
+def _excluded_why(r: VariantRow, metric: str, budget_p95_ms: float | None,
+                  budget_memory_mb: float | None) -> str | None:
+    if r.untrained:
+        return "latency only (untrained weights)"
+    if r.failed or r.n_scored == 0:
+        return "failed or unscored"
+    if r.quality(metric) is None:
+        return f"no {metric}"
+    if budget_p95_ms is not None:
+        if r.p95_ms is None:
+            return "no latency measured in this run"
+        if r.p95_ms > budget_p95_ms:
+            return f"p95 {r.p95_ms:.0f} ms > {budget_p95_ms:g} ms"
+    if budget_memory_mb is not None:
+        if r.memory_mb is None:
+            return "no memory figure"
+        if r.memory_mb > budget_memory_mb:
+            return f"memory {r.memory_mb:.0f} MB > {budget_memory_mb:g} MB"
+    return None
+
+
+def budgets_text(budget_p95_ms: float | None, budget_memory_mb: float | None,
+                 price_per_hour: float | None) -> str:
+    parts = [f"p95 ≤ {budget_p95_ms:g} ms" if budget_p95_ms else None,
+             f"memory ≤ {budget_memory_mb:g} MB" if budget_memory_mb else None,
+             f"${price_per_hour:g}/h" if price_per_hour else None]
+    return ", ".join(p for p in parts if p) or "no budget given"
+
+
+def recommend(summary: Summary, budget_p95_ms: float | None = None, budget_memory_mb: float | None = None,
+              price_per_hour: float | None = None, metric: str | None = None,
+              tolerance: float | None = None) -> dict[str, Any]:
+    """The recommendation (see the module docstring) as a JSON-ready dict."""
+    metric = metric or summary.quality_metric
+    tol = default_tolerance(metric) if tolerance is None else float(tolerance)
+    higher = higher_is_better(metric)
+    sign = 1.0 if higher else -1.0
+    priced = bool(price_per_hour)
+    out: dict[str, Any] = {
+        "rule": RULE.format(metric=metric, tol=tol,
+                            cost="cost per 1,000 images" if priced else "p95 latency"),
+        "metric": metric, "tolerance": tol, "higher_is_better": higher,
+        "reference": dict(summary.reference),
+        "budgets": {"p95_ms": budget_p95_ms, "memory_mb": budget_memory_mb, "price_per_hour": price_per_hour},
+        "budgets_text": budgets_text(budget_p95_ms, budget_memory_mb, price_per_hour),
+        "best": None, "best_scoring": None, "equivalent": [], "excluded": [],
+        "pareto": pareto_front(summary.variants, metric), "cost_per_1000": None,
+    }
+    fits: list[VariantRow] = []
+    for r in summary.variants:
+        why = _excluded_why(r, metric, budget_p95_ms, budget_memory_mb)
+        if why:
+            out["excluded"].append({"id": r.id, "why": why})
+        else:
+            fits.append(r)
+    if not fits:
+        out["reason"] = out["sentence"] = (
+            "No variant fits the budgets." if summary.variants else "No variants ran.")
+        return out
+
+    def speed_key(r: VariantRow) -> tuple[float, float]:
+        cost = cost_per_1000(r, price_per_hour) if priced else r.p95_ms
+        return (cost if cost is not None else math.inf, r.memory_mb if r.memory_mb is not None else math.inf)
+
+    best = max(fits, key=lambda r: (sign * (r.quality(metric) or 0.0), [-x for x in speed_key(r)]))
+    out["best_scoring"] = best.id
+    equivalent = []
+    for r in fits:
+        entry: dict[str, Any] = {"id": r.id, "quality": r.quality(metric), "p95_ms": r.p95_ms,
+                                 "memory_mb": r.memory_mb, "cost_per_1000": cost_per_1000(r, price_per_hour)}
+        if r is best:
+            entry.update(diff=0.0, ci95=[0.0, 0.0])
+            equivalent.append(entry)
+            continue
+        comp = paired_difference(summary, r.id, best.id, metric)
+        if comp is None:
+            continue  # no paired scores: cannot claim equivalence
+        lo, hi = (sign * x for x in comp["ci95"])
+        lo, hi = min(lo, hi), max(lo, hi)
+        entry.update(diff=sign * comp["diff"], ci95=[lo, hi], n_images=comp["n_images"])
+        if lo >= -tol:
+            equivalent.append(entry)
+    chosen_id = min(equivalent, key=lambda e: speed_key(summary.row(e["id"])))["id"]
+    chosen = summary.row(chosen_id)
+    out["equivalent"] = sorted(equivalent, key=lambda e: speed_key(summary.row(e["id"])))
+    out["best"] = chosen.id
+    out["cost_per_1000"] = cost_per_1000(chosen, price_per_hour)
+    out["best_flags"] = list(chosen.flags)
+    out["sentence"], out["why_not_best"] = _sentences(summary, chosen, best, metric, tol, priced,
+                                                       price_per_hour, out)
+    out["reason"] = out["sentence"]
+    return out
+
+
+def _speedup(chosen: VariantRow, best: VariantRow, priced: bool, price: float | None) -> str:
+    if priced:
+        a, b = cost_per_1000(best, price), cost_per_1000(chosen, price)
+        if a and b:
+            return f"{a / b:.1f}× cheaper per image than"
+    if chosen.p95_ms and best.p95_ms:
+        return f"{best.p95_ms / chosen.p95_ms:.1f}× faster (p95) than"
+    return "as good as"
+
+
+def _sentences(summary: Summary, chosen: VariantRow, best: VariantRow, metric: str, tol: float,
+               priced: bool, price: float | None, out: dict[str, Any]) -> tuple[str, str]:
+    ref_id = summary.reference_id
+    what = f"agreement with {ref_id} ({metric})" if ref_id else metric
+    within = "" if out["budgets_text"] == "no budget given" else f" within the budgets ({out['budgets_text']})"
+    q_best = best.quality(metric)
+    if chosen is best:
+        others = [e["id"] for e in out["equivalent"] if e["id"] != best.id]
+        sentence = f"{best.id}: the best {what}, {q_best:.4f}{within}"
+        if ref_id and best.id == ref_id:
+            sentence = (f"{best.id}: the reference itself{within}; no other variant is equivalent to it on "
+                        f"these images ({what} within the {tol:g} tolerance)")
+        elif others:
+            sentence += f"; equivalent within the {tol:g} tolerance but not cheaper: {', '.join(others)}"
+        else:
+            sentence += f"; no cheaper variant is within the {tol:g} tolerance"
+        if out["cost_per_1000"] is not None:
+            sentence += f"; ${out['cost_per_1000']:.4f} per 1,000 images at ${price:g}/h"
+        return sentence + ".", ""
+    e = next(x for x in out["equivalent"] if x["id"] == chosen.id)
+    lo, hi = e["ci95"]
+    ref_words = f"equivalent to {ref_id} on these images" if ref_id else f"within the {tol:g} tolerance"
+    sentence = (f"{chosen.id}: {_speedup(chosen, best, priced, price)} the best-scoring {best.id}, "
+                f"{what} {e['diff']:+.4f} (95 % CI {lo:+.4f} … {hi:+.4f}), {ref_words}"
+                + (f" (tolerance {tol:g})" if ref_id else "") + within)
+    if out["cost_per_1000"] is not None:
+        sentence += f"; ${out['cost_per_1000']:.4f} per 1,000 images at ${price:g}/h"
+    sentence += "."
+    why = (f"Best-scoring: {best.id} ({what} {q_best:.4f}); not picked because {chosen.id} is equivalent "
+           f"within the {tol:g} tolerance and "
+           + ("cheaper per image." if priced else "faster (lower p95)."))
+    return sentence, why

@@ -1,18 +1,25 @@
-"""The benchmark run: dataset x variants -> cached predictions -> scores, latency, cold start.
+"""The benchmark run: dataset × variants -> cached predictions -> scores, latency, cold start.
 
-Everything goes through `studio.engine` (the same runners the app uses), `studio.metrics`
-and `studio.data`. Each finished image is cached atomically, so a killed run resumes.
+The driver here plans one job per variant, lets an executor (local, or Ray) run the model,
+writes every matte to the prediction cache the moment it arrives (so a killed run resumes),
+then scores from the cache against the run's reference: the ground-truth masks, or a
+reference variant's mattes (a labels-free run, where scores are agreement, not accuracy).
+
+Latencies come from one sitting: a resumed run is the same sitting; a new run reuses cached
+mattes for quality but times each variant again on `timing_images` images.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -21,19 +28,23 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from studio import engine, inventory, labels, settings, weights
+from studio import artifacts, inventory, labels, settings
 from studio.bench import coldstart, report
-from studio.bench.cache import JsonCache, PredictionCache, variant_fingerprint
+from studio.bench.cache import CachedPrediction, JsonCache, PredictionCache, variant_fingerprint
 from studio.bench.config import SuiteConfig
-from studio.bench.recommend import ranks_on_quality, recommend
+from studio.bench.executor import ImageResult, Job, JobReport, make_executor
+from studio.bench.recommend import recommend
+from studio.bench.results import Latency, Summary, VariantRow, reference_variant
 from studio.errors import StudioError
+from studio.fileio import atomic_write_json
 from studio.zoo import Variant, load_zoo
 
 Progress = Callable[[dict[str, Any]], None]
 PACKAGES = ["numpy", "onnxruntime", "onnxruntime-gpu", "torch", "torchvision", "rembg", "transparent-background",
-            "opencv-python-headless", "scikit-image", "pillow", "gradio", "matting-studio"]
+            "opencv-python-headless", "scikit-image", "pillow", "gradio", "ray", "matting-studio"]
 WORST_PER_VARIANT = 4
 IMAGE_MEMO_BYTES = 1.5e9
+SITTING_FILE = "sitting.json"
 
 
 def _cpu_name() -> str:
@@ -54,7 +65,7 @@ def _git_commit() -> str | None:
         return None
 
 
-def environment(cfg: SuiteConfig) -> dict[str, Any]:
+def environment(cfg: SuiteConfig, executor: Any) -> dict[str, Any]:
     from studio.metrics import CONVENTIONS
 
     versions = {}
@@ -73,22 +84,26 @@ def environment(cfg: SuiteConfig) -> dict[str, Any]:
         "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "threads": cfg.threads or "runtime default",
         "device": cfg.device, "gpu": gpu, "python": platform.python_version(), "platform": platform.platform(),
         "packages": versions, "git_commit": _git_commit(), "metric_conventions": CONVENTIONS,
-        "latency": "warm wall time per image of preprocess + inference + postprocess, after warm-up runs",
-        "cold_start": "fresh subprocess; OS file cache may be warm",
+        **executor.describe(),
+        "latency": "warm wall time per image of preprocess + inference + postprocess, after warm-up runs, "
+                   "measured in this run's sitting only",
+        "cold_start": "fresh subprocess, measured in this sitting; OS file cache may be warm",
+        "memory": "cold-start subprocess peak RSS when cold start is measured, else peak RSS growth "
+                  "while loading and warming up the model in-process (per variant: memory_source)",
     }
 
 
-def latency_stats(runs: list[dict[str, float]]) -> dict[str, Any]:
+def latency_stats(runs: list[dict[str, float]]) -> Latency | None:
     if not runs:
-        return {}
+        return None
     total = np.array([sum(r.get(k, 0.0) for k in ("preprocess", "inference", "postprocess")) for r in runs]) * 1e3
-    inf = np.array([r.get("inference", 0.0) for r in runs]) * 1e3
     p50, p90, p95, p99 = np.percentile(total, [50, 90, 95, 99])
-    return {"p50_ms": float(p50), "p90_ms": float(p90), "p95_ms": float(p95), "p99_ms": float(p99),
-            "mean_ms": float(total.mean()), "inference_p50_ms": float(np.median(inf)),
-            "preprocess_p50_ms": float(np.median([r.get("preprocess", 0.0) for r in runs]) * 1e3),
-            "postprocess_p50_ms": float(np.median([r.get("postprocess", 0.0) for r in runs]) * 1e3),
-            "n_samples": len(runs)}
+    return Latency(
+        p50_ms=float(p50), p90_ms=float(p90), p95_ms=float(p95), p99_ms=float(p99), mean_ms=float(total.mean()),
+        inference_p50_ms=float(np.median([r.get("inference", 0.0) for r in runs]) * 1e3),
+        preprocess_p50_ms=float(np.median([r.get("preprocess", 0.0) for r in runs]) * 1e3),
+        postprocess_p50_ms=float(np.median([r.get("postprocess", 0.0) for r in runs]) * 1e3),
+        n_samples=len(runs))
 
 
 class _ImageMemo:
@@ -113,171 +128,278 @@ def _emit(progress: Progress | None, **event: Any) -> None:
         progress(event)
 
 
-def run_variant(variant: Variant, dataset: Any, cfg: SuiteConfig, memo: _ImageMemo, progress: Progress | None,
-                index: int, n_variants: int, show_bars: bool) -> tuple[dict[str, Any], list[dict], dict, list]:
-    """One variant over the dataset. Returns (summary row, CSV rows, per-image scores, worst list)."""
+# --- the sitting -------------------------------------------------------------------------------
+
+def _config_fingerprint(cfg: SuiteConfig) -> str:
+    """What makes two runs the same run (budgets and output options do not)."""
+    keep = {k: v for k, v in cfg.to_json().items()
+            if k not in ("budget_p95_ms", "budget_memory_mb", "price_per_hour", "resume", "out", "tolerance",
+                         "executor", "ray_address")}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def open_sitting(out: Path, cfg: SuiteConfig) -> dict[str, Any]:
+    """This run's sitting: the unfinished one in `out` with the same config (a resume), else new."""
+    path = out / SITTING_FILE
+    fp = _config_fingerprint(cfg)
+    with contextlib.suppress(OSError, ValueError):
+        old = json.loads(path.read_text())
+        if cfg.resume and not old.get("complete") and old.get("config") == fp:
+            old["resumed"] = old.get("resumed", 0) + 1
+            atomic_write_json(path, old)
+            return old
+    sitting = {"id": uuid.uuid4().hex[:12], "config": fp, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "complete": False, "resumed": 0}
+    atomic_write_json(path, sitting)
+    return sitting
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+class _Plan:
+    """One variant's share of the run: its row, cache, samples and what the executor must do."""
+
+    def __init__(self, variant: Variant, row: VariantRow):
+        self.variant = variant
+        self.row = row
+        self.cache: PredictionCache | None = None
+        self.samples: list[Any] = []
+        self.job: Job | None = None
+        self.report: JobReport | None = None
+        self.retimed: dict[str, list[dict[str, float]]] = {}
+        self.image_errors: dict[str, str] = {}
+        self.cold: dict | None = None
+        self.scored = False
+
+
+def _new_row(v: Variant, info: inventory.VariantInfo, dataset: Any) -> VariantRow:
     from studio.data import trained_on_flag
-    from studio.metrics import score_image
 
-    info = inventory.describe(variant)
-    flags = list(info.flags)
-    if trained_on_flag(variant, dataset):
-        flags.append("trained on this dataset")
-    row: dict[str, Any] = {"id": variant.id, "family": variant.family, "backend": variant.backend,
-                           "precision": variant.precision, "input_size": variant.input_size_label,
-                           "n_images": 0, "n_scored": 0, "errors": [], "flags": flags, "failed": False,
-                           "license": variant.license, "model_size_mb": round(info.size_mb or 0.0, 2)}
-    csv_rows: list[dict] = []
-    scores: dict[str, Any] = {}
-    scored: list[tuple[float, Any, np.ndarray]] = []
+    row = VariantRow(id=v.id, family=v.family, backend=v.backend, precision=v.precision,
+                     input_size=v.input_size_label, license=v.license, model_size_mb=info.size_mb,
+                     flags=list(info.flags), untrained=info.untrained)
+    if trained_on_flag(v, dataset):
+        row.trained_on_dataset = True
+        row.add_flag(labels.TRAINED_ON_DATASET)
+    return row
 
-    def fail(msg: str) -> tuple[dict[str, Any], list[dict], dict, list]:
-        row["failed"] = True
-        row["errors"].append({"image": None, "error": msg})
-        _emit(progress, stage="variant", variant=variant.id, done=index + 1, total=n_variants, message=f"failed: {msg}")
-        return row, csv_rows, scores, []
 
-    if variant.requires and not cfg.device.startswith(variant.requires):
-        return fail(f"needs {variant.requires}, the run is on {cfg.device}")
+def _plan(v: Variant, dataset: Any, cfg: SuiteConfig, sitting: str) -> _Plan:
+    info = inventory.describe(v)
+    plan = _Plan(v, _new_row(v, info, dataset))
+    row = plan.row
+    if v.requires and not cfg.device.startswith(v.requires):
+        row.failed = True
+        row.errors.append({"image": None, "error": f"{labels.needs(v.requires)}, the run is on {cfg.device}"})
+        return plan
     try:
-        rec = weights.require(variant, verify=False)
+        rec = artifacts.require(v, verify=False)
     except StudioError as exc:
-        return fail(str(exc))
-    key = variant_fingerprint(variant, rec.sha256 if rec else None, cfg.device, cfg.threads)
-    cache = PredictionCache(key)
-    row["cache_key"] = key
-
+        row.failed = True
+        row.errors.append({"image": None, "error": str(exc)})
+        return plan
+    key = variant_fingerprint(v, rec.sha256 if rec else None, cfg.device, cfg.threads)
+    row.cache_key = key
+    plan.cache = PredictionCache(key)
     samples = list(dataset)
-    if labels.UNTRAINED in flags and cfg.untrained_limit and len(samples) > cfg.untrained_limit:
+    if row.untrained and cfg.untrained_limit and len(samples) > cfg.untrained_limit:
         # random weights: their quality means nothing, so a few images give the latency
         samples = samples[: cfg.untrained_limit]
-        row["latency_only_images"] = len(samples)
-    cold_now = 0.0
-    if cfg.cold_start and samples:
-        cold_cache = JsonCache("coldstart")
-        cold = cold_cache.get(key) if cfg.resume else None
-        if cold is None:
-            _emit(progress, stage="cold_start", variant=variant.id, done=index, total=n_variants,
-                  message=f"cold start of {variant.id} in a fresh process")
-            try:
-                first = samples[0]
-                image_path = first.image_path
-                if image_path is None:
-                    from PIL import Image
-
-                    image_path = cache.dir / "_coldstart_input.png"
-                    Image.fromarray(memo.get(first)).save(image_path)
-                cold = coldstart.measure(variant.id, image_path, cfg.device, cfg.threads)
-                cold_now = cold["total_s"]
-                cold_cache.put(key, cold)
-            except Exception as exc:
-                row["errors"].append({"image": None, "error": f"cold start failed: {exc}"})
-                cold = None
-        if cold:
-            row["cold_start"] = {k: cold.get(k) for k in (*coldstart.PHASES, "total_s")}
-            row["peak_rss_mb"] = cold.get("peak_rss_mb")
-            row["gpu_mb"] = cold.get("gpu_mb")
-            row["memory_source"] = "cold-start subprocess peak RSS"
-
-    runner = None
-    all_runs: list[dict[str, float]] = []
-    model_s = warm_s = 0.0
-    n_computed = 0
-    bar = tqdm(total=len(samples), desc=f"[{index + 1}/{n_variants}] {variant.id}", unit="img",
-               disable=not show_bars, leave=True, dynamic_ncols=True)
-    for i, sample in enumerate(samples):
+        row.latency_only_images = len(samples)
+    plan.samples = samples
+    compute, timed_here, cached_elsewhere = [], 0, []
+    for s in samples:
         try:
-            cached = cache.get(sample.content_hash) if cfg.resume else None
-            was_cached = cached is not None
-            if cached is None:
-                image = memo.get(sample)
-                if runner is None:
-                    rss0 = coldstart.proc_status_mb("VmRSS")
-                    runner = engine.get_runner(variant, cfg.device, cfg.threads)
-                    t0 = time.perf_counter()
-                    for _ in range(max(0, cfg.warmup)):
-                        engine.run_runner(runner, image)
-                    warm_s = time.perf_counter() - t0
-                    if "peak_rss_mb" not in row:
-                        row["rss_delta_mb"] = coldstart.proc_status_mb("VmRSS") - rss0
-                        row["memory_source"] = "in-process RSS growth at load (no cold start)"
-                runs, first_alpha = [], None
-                for _ in range(max(1, cfg.repeats)):
-                    m = engine.run_runner(runner, image)
-                    runs.append(m.timings)
-                    model_s += m.total_s
-                    if first_alpha is None:
-                        first_alpha = m.alpha
-                cached = cache.put(sample.content_hash, first_alpha, runs)
-                n_computed += 1
-            all_runs += cached.runs
-            row["n_images"] += 1
-            csv_row = {"variant": variant.id, "image": sample.id, "error": "",
-                       "cached": was_cached,
-                       **{f"{k}_ms": round(v * 1e3, 2) for k, v in cached.runs[0].items()}}
-            gt = sample.mask()
-            if gt is not None:
-                if gt.shape != cached.alpha.shape:
-                    raise StudioError(f"reference mask {gt.shape[::-1]} does not match the image {cached.alpha.shape[::-1]}")
-                s = score_image(cached.alpha, gt)
-                scores[sample.id] = s.to_json()
-                row["n_scored"] += 1
-                csv_row.update({k: round(float(v), 6) for k, v in s.values.items()})
-                scored.append((float(s.values.get(cfg.quality_metric, 0.0)), sample, cached.alpha))
-            csv_rows.append(csv_row)
-        except (StudioError, OSError, MemoryError) as exc:
-            row["errors"].append({"image": sample.id, "error": str(exc)})
-            csv_rows.append({"variant": variant.id, "image": sample.id, "error": str(exc)})
-            if runner is None and "failed to load" in str(exc):
-                bar.close()
-                return fail(str(exc))
-        bar.update(1)
-        _emit(progress, stage="image", variant=variant.id, done=i + 1, total=len(samples),
-              message=f"{variant.id}: {i + 1}/{len(samples)}")
-    bar.close()
-    row["latency"] = latency_stats(all_runs)
-    row["throughput_ips"] = 1e3 / row["latency"]["mean_ms"] if row["latency"] else None
-    row["timing"] = {"model_s": model_s, "warmup_s": warm_s, "cold_start_s": cold_now, "computed_images": n_computed,
-                     "cached_images": row["n_images"] - n_computed}
-    if "peak_rss_mb" not in row and runner is not None:
-        row["peak_rss_mb"] = None
-    if row["n_images"] == 0:
-        row["failed"] = True
-    from studio.metrics import HIGHER_IS_BETTER
+            entry = plan.cache.get(s.content_hash) if cfg.resume else None
+        except StudioError as exc:  # an unreadable image file
+            plan.image_errors[s.id] = str(exc)
+            continue
+        if entry is None:
+            compute.append(s)
+        elif entry.sitting == sitting:
+            timed_here += 1
+        else:
+            cached_elsewhere.append(s)
+    # latencies come from this sitting: top up with cached images timed again
+    want = min(max(0, cfg.timing_images), len(samples)) - timed_here - len(compute)
+    retime = cached_elsewhere[: max(0, want)]
+    plan.job = Job(v, key, compute, retime, device=cfg.device, threads=cfg.threads, warmup=cfg.warmup,
+                   repeats=cfg.repeats)
+    return plan
 
+
+def _cold_start(plan: _Plan, cfg: SuiteConfig, sitting: str, memo: _ImageMemo, progress: Progress | None,
+                index: int, total: int) -> None:
+    if not cfg.cold_start or not plan.samples or plan.row.failed:
+        return
+    v, row = plan.variant, plan.row
+    cold_cache = JsonCache("coldstart")
+    ckey = f"{row.cache_key}-{sitting}"
+    cold = cold_cache.get(ckey) if cfg.resume else None
+    if cold is None:
+        _emit(progress, stage="cold_start", variant=v.id, done=index, total=total,
+              message=f"cold start of {v.id} in a fresh process")
+        try:
+            first = plan.samples[0]
+            image_path = first.image_path
+            if image_path is None:
+                from PIL import Image
+
+                image_path = plan.cache.dir / "_coldstart_input.png"
+                Image.fromarray(memo.get(first)).save(image_path)
+            cold = coldstart.measure(v.id, image_path, cfg.device, cfg.threads)
+            cold["measured_now"] = True
+            cold_cache.put(ckey, cold)
+        except Exception as exc:
+            row.errors.append({"image": None, "error": f"cold start failed: {exc}"})
+            return
+    plan.cold = cold
+    row.cold_start = {k: cold.get(k) for k in (*coldstart.PHASES, "total_s")}
+    row.peak_rss_mb = cold.get("peak_rss_mb")
+    row.gpu_mb = cold.get("gpu_mb")
+    row.memory_mb, row.memory_source = row.peak_rss_mb, "cold-start subprocess peak RSS (whole process)"
+
+
+# --- scoring -------------------------------------------------------------------------------------
+
+def _score_plan(plan: _Plan, cfg: SuiteConfig, summary: Summary, sitting: str,
+                reference_alpha: Callable[[Any], np.ndarray | None], memo: _ImageMemo,
+                n_boot: int) -> tuple[list[dict], list[tuple[float, Any, np.ndarray, np.ndarray]]]:
+    """Score a finished variant from the cache; fill its row. Returns (CSV rows, worst images)."""
+    from studio.bench.contamination import calibration_hashes
+    from studio.metrics import HIGHER_IS_BETTER, ImageScore, aggregate, score_image
+
+    row, v = plan.row, plan.variant
+    ref_id = summary.reference_id
+    csv_rows: list[dict] = []
+    scores: dict[str, Any] = {}
+    gt_scores: dict[str, Any] = {}
+    scored: list[tuple[float, Any, np.ndarray, np.ndarray]] = []
+    timed_runs: list[dict[str, float]] = []
+    nodes: dict[str, list[dict[str, float]]] = {}
+    n_computed = n_cached = 0
+    computed_ids = {s.id for s in plan.job.compute} if plan.job else set()
+    cal = calibration_hashes(v)
+    calibrated: set[str] = set()
+    for s in plan.samples:
+        if s.id in plan.image_errors:
+            row.errors.append({"image": s.id, "error": plan.image_errors[s.id]})
+            csv_rows.append({"variant": v.id, "image": s.id, "error": plan.image_errors[s.id]})
+            continue
+        entry: CachedPrediction | None = plan.cache.get(s.content_hash)
+        if entry is None:
+            continue  # not run (the variant failed to load)
+        n_computed += s.id in computed_ids
+        n_cached += s.id not in computed_ids
+        runs = plan.retimed.get(s.id) or (entry.runs if entry.sitting == sitting else [])
+        timed_runs += runs
+        if runs:
+            nodes.setdefault(entry.node or "", []).extend(runs)
+        row.n_images += 1
+        csv_row: dict[str, Any] = {"variant": v.id, "image": s.id, "error": "", "cached": s.id not in computed_ids,
+                                   **{f"{k}_ms": round(x * 1e3, 2) for k, x in entry.runs[0].items()}}
+        try:
+            if cal and s.content_hash in cal:
+                calibrated.add(s.id)
+                csv_row["calibration_image"] = True
+            gt = s.mask()
+            ref = reference_alpha(s) if ref_id else gt
+            if ref is not None:
+                if ref.shape != entry.alpha.shape:
+                    raise StudioError(f"reference {ref.shape[::-1]} does not match the image {entry.alpha.shape[::-1]}")
+                # the reference scored against itself: its binarised mask, i.e. the ceiling
+                pred = (ref > 128 / 255).astype(np.float32) if row.is_reference else entry.alpha
+                sc = score_image(pred, ref)
+                scores[s.id] = sc.to_json()
+                row.n_scored += 1
+                csv_row.update({k: round(float(x), 6) for k, x in sc.values.items()})
+                scored.append((float(sc.values.get(cfg.quality_metric, 0.0)), s, entry.alpha, ref))
+            if ref_id and gt is not None:
+                if gt.shape != entry.alpha.shape:
+                    raise StudioError(f"reference mask {gt.shape[::-1]} does not match the image "
+                                      f"{entry.alpha.shape[::-1]}")
+                gsc = score_image(entry.alpha, gt)
+                gt_scores[s.id] = gsc.to_json()
+                csv_row.update({f"gt_{k}": round(float(x), 6) for k, x in gsc.values.items()})
+        except (StudioError, OSError) as exc:
+            row.errors.append({"image": s.id, "error": str(exc)})
+            csv_row["error"] = str(exc)
+        csv_rows.append(csv_row)
+
+    report_ = plan.report
+    row.latency = latency_stats(timed_runs)
+    if row.latency and len(nodes) > 1:  # never pool a p95 over different machines
+        row.latency_by_node = {k: latency_stats(r) for k, r in nodes.items()}
+        row.add_flag("timed on mixed node kinds: see latency per node")
+    if row.latency and len(nodes) == 1:
+        row.latency.node = next(iter(nodes)) or None
+    row.nodes = sorted(k for k in nodes if k)
+    row.throughput_ips = 1e3 / row.latency.mean_ms if row.latency else None
+    model_s = sum(sum(r.values()) for r in timed_runs)
+    row.timing = {
+        "model_s": model_s, "warmup_s": report_.warmup_s if report_ else 0.0,
+        "load_s": report_.load_s if report_ else 0.0,
+        "cold_start_s": (plan.cold or {}).get("total_s", 0.0) if (plan.cold or {}).get("measured_now") else 0.0,
+        "computed_images": n_computed, "cached_images": n_cached, "retimed_images": len(plan.retimed),
+        "timed_images": len(timed_runs) // max(1, cfg.repeats), "sitting": sitting,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average": report_.load_average if report_ else [],
+    }
+    if report_ and report_.memory_mb is not None and row.memory_mb is None:
+        row.memory_mb, row.memory_source = report_.memory_mb, report_.memory_source
+    if row.n_images == 0:
+        row.failed = True
+    if scores:
+        summary.per_image_scores[v.id] = scores
+        row.metrics = _aggregate([ImageScore.from_json(x) for x in scores.values()], n_boot, cfg.seed, aggregate)
+        if calibrated:
+            row.calibrated_on = len(calibrated)
+            row.add_flag(labels.calibrated_on(len(calibrated)))
+            held = [ImageScore.from_json(x) for k, x in scores.items() if k not in calibrated]
+            if held:
+                row.metrics_held_out = _aggregate(held, n_boot, cfg.seed, aggregate)
+    if gt_scores:
+        summary.per_image_gt_scores[v.id] = gt_scores
+        row.metrics_gt = _aggregate([ImageScore.from_json(x) for x in gt_scores.values()], n_boot, cfg.seed,
+                                    aggregate)
     higher = HIGHER_IS_BETTER.get(cfg.quality_metric, True)
     scored.sort(key=lambda t: t[0], reverse=not higher)
-    worst = scored[:WORST_PER_VARIANT] if ranks_on_quality(row) else []
-    _emit(progress, stage="variant", variant=variant.id, done=index + 1, total=n_variants,
-          message=f"{variant.id} done ({len(row['errors'])} errors)")
-    return row, csv_rows, scores, worst
+    worst = scored[:WORST_PER_VARIANT] if row.ranks_on_quality and not row.is_reference else []
+    plan.scored = True
+    return csv_rows, worst
 
 
-def _worst_gallery(worst: list[tuple[float, Any, np.ndarray]], metric: str, memo: _ImageMemo) -> list[dict]:
+def _aggregate(scores: list, n_boot: int, seed: int, aggregate: Callable) -> dict[str, dict]:
+    return {k: x for k, x in aggregate(scores, n_boot=n_boot, seed=seed).items() if isinstance(x, dict)}
+
+
+def _worst_gallery(worst: list[tuple[float, Any, np.ndarray, np.ndarray]], metric: str, memo: _ImageMemo) -> list[dict]:
     from studio.visuals import error_overlay
 
     items = []
-    for value, sample, alpha in worst:
+    for value, sample, alpha, ref in worst:
         try:
-            overlay = error_overlay(memo.get(sample), alpha, sample.mask())
+            overlay = error_overlay(memo.get(sample), alpha, ref)
         except StudioError:
             continue
         items.append({"image": sample.id, "metric": metric, "value": value, "png": report.thumbnail_b64(overlay)})
     return items
 
 
-def aggregate_rows(rows: list[dict[str, Any]], per_image: dict[str, dict], n_boot: int, seed: int) -> None:
-    from studio.metrics import ImageScore, aggregate
+# --- the run -------------------------------------------------------------------------------------
 
-    for r in rows:
-        s = per_image.get(r["id"])
-        if s:
-            agg = aggregate([ImageScore.from_json(v) for v in s.values()], n_boot=n_boot, seed=seed)
-            r["metrics"] = {k: v for k, v in agg.items() if isinstance(v, dict)}
+def _select(cfg: SuiteConfig) -> tuple[list[Variant], list[dict[str, str]]]:
+    sel = inventory.select_runnable(cfg.models, cfg.device) if cfg.models else \
+        inventory.Selection(inventory.installed_variants(), [])
+    variants = list(sel.runnable)
+    if cfg.reference:
+        ref = load_zoo().get(cfg.reference)
+        variants = [ref, *[v for v in variants if v.id != ref.id]]  # the reference runs first
+    return variants, [{"id": v.id, "why": why} for v, why in sel.skipped]
 
 
 def run_suite(cfg: SuiteConfig, progress: Progress | None = None, show_bars: bool = True,
-              n_boot: int = 1000, keep_loaded: bool = False) -> dict[str, Any]:
+              n_boot: int = 1000, keep_loaded: bool = False, executor: Any = None) -> Summary:
     """Run the benchmark and write per_image.csv, summary.json, scores.json and report.html to cfg.out.
 
     `keep_loaded` leaves the runners in the shared pool (the app); the CLI frees each model
@@ -287,74 +409,139 @@ def run_suite(cfg: SuiteConfig, progress: Progress | None = None, show_bars: boo
     t_start = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = open_dataset(cfg.dataset, limit=cfg.limit, seed=cfg.seed)
-    zoo = load_zoo()
-    variants = zoo.select(cfg.models) if cfg.models else inventory.installed_variants()
-    ds_flags = []
-    if getattr(dataset, "unpaired", None):
-        ds_flags.append(f"{len(dataset.unpaired)} unpaired files skipped")
-    summary: dict[str, Any] = {
-        "created": time.strftime("%Y-%m-%d %H:%M:%S"), "config": cfg.to_json(), "environment": environment(cfg),
-        "dataset": {"name": dataset.name, "root": str(dataset.root) if dataset.root else None,
-                    "n_images": len(dataset), "catalog_name": dataset.catalog_name, "flags": ds_flags},
-        "variants": [],
-    }
+    dataset = open_dataset(cfg.dataset, limit=cfg.limit, seed=cfg.seed, unlabelled=bool(cfg.reference))
+    if not cfg.reference and not dataset.has_references:
+        raise StudioError(f"{dataset.name}: no reference masks; score against a model instead with "
+                          "--reference VARIANT (e.g. --reference isnet-general-use)")
+    executor = executor or make_executor(cfg.executor, keep_loaded=keep_loaded, address=cfg.ray_address)
+    variants, skipped = _select(cfg)
+    sitting = open_sitting(out, cfg)
+    summary = Summary(
+        created=time.strftime("%Y-%m-%d %H:%M:%S"), config=cfg.to_json(), environment=environment(cfg, executor),
+        dataset={"name": dataset.name, "root": str(dataset.root) if dataset.root else None,
+                 "n_images": len(dataset), "n_with_masks": sum(1 for s in dataset if s.has_reference),
+                 "catalog_name": dataset.catalog_name,
+                 "flags": [f"{len(dataset.unpaired)} unpaired files skipped"] if dataset.unpaired else []},
+        reference=reference_variant(cfg.reference) if cfg.reference else {"kind": "ground_truth"},
+        skipped=skipped,
+        run={"sitting": sitting["id"], "sitting_started": sitting["started"], "resumed": sitting["resumed"]},
+    )
+    for s in skipped:
+        _emit(progress, stage="skipped", variant=s["id"], message=f"skipped {s['id']}: {s['why']}")
     memo = _ImageMemo()
+    plans = [_plan(v, dataset, cfg, sitting["id"]) for v in variants]
+    by_id = {p.variant.id: p for p in plans}
+    if cfg.reference:
+        by_id[cfg.reference].row.is_reference = True
+        by_id[cfg.reference].row.add_flag("reference")
+    for i, p in enumerate(plans):
+        _cold_start(p, cfg, sitting["id"], memo, progress, i, len(plans))
+        summary.upsert(p.row)
+
     csv_rows: list[dict] = []
-    per_image: dict[str, dict] = {}
     worst_all: dict[str, list[dict]] = {}
-    cold_s = 0.0
-    for i, v in enumerate(variants):
-        t_v = time.perf_counter()
-        try:
-            row, rows, scores, worst = run_variant(v, dataset, cfg, memo, progress, i, len(variants), show_bars)
-        except Exception as exc:  # one failing variant never takes the others down
-            row = {"id": v.id, "family": v.family, "failed": True, "n_images": 0, "flags": [],
-                   "errors": [{"image": None, "error": f"{type(exc).__name__}: {exc}"}]}
-            rows, scores, worst = [], {}, []
-        finally:
-            if not keep_loaded:
-                engine.DEFAULT_POOL.drop(v.id)
-        cold_s += (row.get("timing") or {}).get("cold_start_s", 0.0)
-        row["wall_s"] = time.perf_counter() - t_v
-        summary["variants"].append(row)
-        csv_rows += rows
-        if scores:
-            per_image[v.id] = scores
-        if worst:
-            worst_all[v.id] = _worst_gallery(worst, cfg.quality_metric, memo)
-        aggregate_rows([row], per_image, n_boot, cfg.seed)
+    bars: dict[str, Any] = {}
+    ref_plan = by_id.get(cfg.reference) if cfg.reference else None
+
+    def reference_alpha(sample: Any) -> np.ndarray | None:
+        entry = ref_plan.cache.get(sample.content_hash) if ref_plan and ref_plan.cache else None
+        return entry.alpha if entry is not None else None
+
+    def write_partial() -> None:
         report.write_csv(out / "per_image.csv", csv_rows)
         report.write_summary(out / "summary.json", summary)  # partial results survive a kill
 
-    summary["per_image_scores"] = per_image
-    rec = recommend(summary, cfg.budget_p95_ms, cfg.budget_memory_mb, cfg.price_per_hour, cfg.quality_metric)
-    summary["recommendation"] = rec
-    model_s = sum((r.get("timing") or {}).get("model_s", 0.0) + (r.get("timing") or {}).get("warmup_s", 0.0)
-                  for r in summary["variants"])
-    _emit(progress, stage="report", done=len(variants), total=len(variants), message="writing the report")
-    report.write_csv(out / "per_image.csv", csv_rows)
-    from studio.fileio import atomic_write_bytes
+    def score_ready() -> None:
+        ref_done = ref_plan is None or ref_plan.scored or ref_plan.row.failed
+        for p in plans:
+            if p.scored or p.cache is None or (p.report is None and p.job is not None):
+                continue
+            if p is not ref_plan and not ref_done:
+                continue
+            rows, worst = _score_plan(p, cfg, summary, sitting["id"], reference_alpha, memo, n_boot)
+            csv_rows.extend(rows)
+            if worst:
+                worst_all[p.variant.id] = _worst_gallery(worst, cfg.quality_metric, memo)
+            write_partial()
+            if p is ref_plan:
+                ref_done = True
 
-    atomic_write_bytes(out / "scores.json", json.dumps(per_image).encode())
-    report.write_html(out / "report.html", summary, worst_all)
+    def on_image(res: ImageResult) -> None:
+        p = by_id[res.variant_id]
+        if res.error is not None:
+            p.image_errors[res.sample_id] = res.error
+        elif res.store:
+            sample = next(s for s in p.samples if s.id == res.sample_id)
+            p.cache.put(sample.content_hash, res.alpha, res.runs, sitting=sitting["id"], node=res.node)
+        else:
+            sample = next(s for s in p.samples if s.id == res.sample_id)
+            p.cache.retime(sample.content_hash, res.runs, sitting["id"], res.node)
+            p.retimed[res.sample_id] = res.runs
+        bar = bars.get(res.variant_id)
+        if bar is not None:
+            bar.update(1)
+
+    def on_job_done(rep: JobReport) -> None:
+        p = by_id[rep.variant_id]
+        p.report = rep
+        if rep.error:
+            p.row.failed = True
+            p.row.errors.append({"image": None, "error": rep.error})
+        bar = bars.pop(rep.variant_id, None)
+        if bar is not None:
+            bar.close()
+        done = sum(1 for q in plans if q.report is not None or q.job is None)
+        _emit(progress, stage="variant", variant=rep.variant_id, done=done, total=len(plans),
+              message=f"{rep.variant_id} done" + (f": failed: {rep.error}" if rep.error else ""))
+        score_ready()
+
+    def on_event(**ev: Any) -> None:
+        vid = ev.get("variant")
+        if ev.get("stage") == "loading" and show_bars and vid in by_id and vid not in bars:
+            idx = plans.index(by_id[vid])
+            bars[vid] = tqdm(total=by_id[vid].job.n_images, desc=f"[{idx + 1}/{len(plans)}] {vid}", unit="img",
+                             leave=True, dynamic_ncols=True)
+        _emit(progress, **ev)
+
+    jobs = [p.job for p in plans if p.job is not None and not p.row.failed]
+    for p in plans:  # failed before running: nothing to execute
+        if p.job is None or p.row.failed:
+            p.report = p.report or JobReport(p.variant.id)
+    executor.run(jobs, memo.get, on_image, on_job_done, on_event)
+    score_ready()
+
+    summary.recommendation = recommend(summary, cfg.budget_p95_ms, cfg.budget_memory_mb, cfg.price_per_hour,
+                                       cfg.quality_metric, cfg.tolerance)
+    _emit(progress, stage="report", done=len(plans), total=len(plans), message="writing the report")
+    atomic_write_json(out / "scores.json", {"reference": summary.reference, "scores": summary.per_image_scores,
+                                            "gt_scores": summary.per_image_gt_scores}, indent=None)
     wall = time.perf_counter() - t_start
-    summary["run"] = {"wall_s": wall, "cold_start_s": cold_s, "model_s": model_s,
-                      "overhead_ratio": (wall - cold_s) / model_s if model_s > 0 else None,
-                      "all_ran": all(not r.get("errors") and not r.get("failed") for r in summary["variants"])}
-    report.write_summary(out / "summary.json", summary)
+    cold_s = sum(r.timing.get("cold_start_s", 0.0) for r in summary.variants)
+    model_s = sum(r.timing.get("model_s", 0.0) + r.timing.get("warmup_s", 0.0) for r in summary.variants)
+    summary.run.update({"wall_s": wall, "cold_start_s": cold_s, "model_s": model_s,
+                        "overhead_ratio": (wall - cold_s) / model_s if model_s > 0 else None,
+                        "all_ran": all(not r.errors and not r.failed for r in summary.variants)})
+    write_partial()
+    report.write_html(out / "report.html", summary, worst_all)
+    sitting["complete"] = True
+    atomic_write_json(out / SITTING_FILE, sitting)
     return summary
 
 
-def load_summary(path: str | Path) -> dict[str, Any]:
+def load_summary(path: str | Path) -> Summary:
     """A past run's summary.json (or its folder), with per-image scores when they were kept."""
     p = Path(path)
     if p.is_dir():
         p = p / "summary.json"
-    summary = json.loads(p.read_text())
+    summary = Summary.from_json(json.loads(p.read_text()))
     scores = p.parent / "scores.json"
     if scores.is_file():
-        summary["per_image_scores"] = json.loads(scores.read_text())
+        raw = json.loads(scores.read_text())
+        if "scores" in raw and isinstance(raw.get("scores"), dict):
+            summary.per_image_scores = raw["scores"]
+            summary.per_image_gt_scores = raw.get("gt_scores") or {}
+        else:  # files written before the reference was recorded
+            summary.per_image_scores = raw
     return summary
 
 
@@ -367,9 +554,9 @@ def list_runs(results_dir: str | Path | None = None) -> list[Path]:
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
-def exit_code(summary: dict[str, Any]) -> int:
+def exit_code(summary: Summary) -> int:
     """0 when every variant ran on every image, 1 otherwise."""
-    return 0 if summary.get("run", {}).get("all_ran") else 1
+    return 0 if summary.run.get("all_ran") else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -196,13 +196,17 @@ def embedded_sample() -> Dataset:
 
 
 def _from_layout(name: str, root: Path, layout: Layout, catalog_name: str | None,
-                 soft: bool, kind: str | None = None) -> Dataset:
-    pairs, notes = pair_files(layout, root)
+                 soft: bool, kind: str | None = None, unlabelled: bool = False) -> Dataset:
+    pairs, notes = pair_files(layout, root, unlabelled=unlabelled)
     samples = [_sample(p, soft) for p in pairs]
     ds = Dataset(name=name, root=root, samples=samples, unpaired=notes, catalog_name=catalog_name,
                  layout=kind or layout.describe(root), total=len(samples))
     if layout.masks is None:
         ds.notes.append("no reference folder: samples have no mask (usable for latency only)")
+    if not samples and layout.masks is not None and any(n.startswith("image ") for n in notes):
+        n = sum(1 for x in notes if x.startswith("image "))
+        raise DatasetError(f"{root}: none of its {n} images has a mask in {layout.masks.name}/; to score them "
+                           "against a model instead, run with --reference VARIANT (labels-free)")
     if not samples:
         raise DatasetError(f"{root}: no image files found ({ds.layout})")
     return ds
@@ -212,12 +216,14 @@ def _sample(p: PairFiles, soft: bool) -> Sample:
     return Sample(id=p.id, image_path=p.image, mask_path=p.mask, alpha_path=p.alpha, soft_reference=soft)
 
 
-def open_folder(path: Path) -> Dataset:
+def open_folder(path: Path, unlabelled: bool = False) -> Dataset:
+    """A dataset folder, its layout detected. `unlabelled` keeps images that have no mask."""
     root = Path(path).expanduser().resolve()
     layout = detect(root)
     name = cat.recognise(root)
     entry = cat.find_entry(name) if name else None
-    return _from_layout(root.name, root, layout, name, soft=bool(entry and entry.reference == "alpha"))
+    return _from_layout(root.name, root, layout, name, soft=bool(entry and entry.reference == "alpha"),
+                        unlabelled=unlabelled)
 
 
 def open_catalog(entry: cat.CatalogEntry) -> Dataset:
@@ -252,11 +258,13 @@ def subset(ds: Dataset, limit: int, seed: int = 0) -> Dataset:
                    total=ds.total if ds.total is not None else len(ds.samples))
 
 
-def open_dataset(spec: str | os.PathLike | None = None, limit: int | None = None, seed: int = 0) -> Dataset:
+def open_dataset(spec: str | os.PathLike | None = None, limit: int | None = None, seed: int = 0,
+                 unlabelled: bool = False) -> Dataset:
     """Open a dataset by spec: None or "embedded" (the default sample), an existing folder
     (its layout detected), or a catalogue name (its folder under the data directory).
 
-    An existing path wins over a catalogue name of the same spelling.
+    An existing path wins over a catalogue name of the same spelling. `unlabelled` keeps the
+    images of a folder that have no mask (for runs scored against a reference model).
     """
     if spec is None or (isinstance(spec, str) and spec.strip().lower() in (EMBEDDED_NAME, "")):
         ds = embedded_sample()
@@ -264,7 +272,7 @@ def open_dataset(spec: str | os.PathLike | None = None, limit: int | None = None
         path = Path(spec).expanduser()
         entry = None if path.exists() or not isinstance(spec, str) else cat.find_entry(spec)
         if path.exists():
-            ds = open_folder(path)
+            ds = open_folder(path, unlabelled=unlabelled)
         elif entry is not None:
             ds = open_catalog(entry)
         else:

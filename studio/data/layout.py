@@ -210,16 +210,20 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def pair_files(layout: Layout, root: Path) -> tuple[list[PairFiles], list[str]]:
-    """Pairs sorted by id, and one note per file without a partner (or duplicated)."""
+def pair_files(layout: Layout, root: Path, unlabelled: bool = False) -> tuple[list[PairFiles], list[str]]:
+    """Pairs sorted by id, and one note per file without a partner (or duplicated). With
+    `unlabelled`, images without a mask are kept as samples without a reference (a labels-free
+    run scores them against a reference model)."""
     notes: list[str] = []
     images = _index(layout.images, notes, "image", root)
     if layout.masks is None:
         return [PairFiles(k, images[k], None) for k in sorted(images)], notes
     masks = _index(layout.masks, notes, "mask", root)
     alphas = _index(layout.alphas, [], "alpha", root) if layout.alphas else {}
-    pairs = [PairFiles(k, images[k], masks[k], alphas.get(k)) for k in sorted(images) if k in masks]
+    pairs = [PairFiles(k, images[k], masks.get(k), alphas.get(k)) for k in sorted(images)
+             if k in masks or unlabelled]
     mdir, idir = _rel(layout.masks, root), _rel(layout.images, root)
-    notes += [f"image {_rel(images[k], root)} has no mask in {mdir}/" for k in sorted(images) if k not in masks]
+    if not unlabelled:
+        notes += [f"image {_rel(images[k], root)} has no mask in {mdir}/" for k in sorted(images) if k not in masks]
     notes += [f"mask {_rel(masks[k], root)} has no image in {idir}/" for k in sorted(masks) if k not in images]
     return pairs, notes

@@ -12,6 +12,24 @@ METRIC_NAMES: tuple[str, ...] = (
     "boundary_iou", "sad", "mse", "grad", "conn",
 )
 
+# The one list of headline metrics every front shows (the JSON and CSV carry every metric),
+# and the short names and meanings the tables use.
+HEADLINE_METRICS: tuple[str, ...] = ("iou", "fmeasure_max", "smeasure", "emeasure_mean", "ssim", "mae",
+                                     "boundary_iou")
+METRIC_LABELS: dict[str, str] = {
+    "iou": "IoU", "dice": "Dice", "ssim": "SSIM", "mae": "MAE", "fmeasure_max": "maxF",
+    "fmeasure_mean": "meanF", "fmeasure_adaptive": "adpF", "wfmeasure": "wF", "smeasure": "S",
+    "emeasure_max": "maxE", "emeasure_mean": "meanE", "emeasure_adaptive": "adpE",
+    "boundary_iou": "bIoU", "sad": "SAD", "mse": "MSE", "grad": "Grad", "conn": "Conn",
+}
+METRIC_LEGEND: dict[str, str] = {
+    "iou": "IoU at 0.5", "fmeasure_max": "max F-measure (β² = 0.3)", "smeasure": "S-measure (α = 0.5)",
+    "emeasure_mean": "mean E-measure", "ssim": "SSIM (7×7, skimage)", "mae": "mean absolute error",
+    "boundary_iou": "boundary IoU (band 2 % of the diagonal)", "wfmeasure": "weighted F-measure",
+    "sad": "sum of absolute differences (thousands)", "mse": "mean squared error",
+    "grad": "gradient error (thousands)", "conn": "connectivity error (thousands)",
+}
+
 HIGHER_IS_BETTER: dict[str, bool] = {
     name: name not in ("mae", "sad", "mse", "grad", "conn") for name in METRIC_NAMES
 }

@@ -6,23 +6,22 @@ events to the progress bar, and renders the summary it returns (or a past one fr
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from studio import settings
 from studio.ui.uploads import UploadError, clean_dir, extract_dataset_zip
+
+if TYPE_CHECKING:  # the app starts without importing the benchmark
+    from studio.bench.results import Summary
 
 SOURCE_EMBEDDED = "Embedded sample"
 SOURCE_CATALOGUE = "Catalogue dataset / folder"
 SOURCE_ZIP = "Upload a zip (im/ + gt/)"
 SOURCES = [SOURCE_EMBEDDED, SOURCE_CATALOGUE, SOURCE_ZIP]
-
-TABLE_METRICS = {"iou": "IoU", "fmeasure_max": "max F", "smeasure": "S", "emeasure_mean": "mean E",
-                 "ssim": "SSIM", "mae": "MAE"}
-TABLE_HEADERS = ["", "variant", "n", *TABLE_METRICS.values(), "p50 ms", "p95 ms", "img/s", "cold s",
-                 "RSS MB", "size MB", "$/1k img", "notes"]
 
 ProgressFn = Callable[..., Any]
 
@@ -90,68 +89,52 @@ def progress_adapter(progress: ProgressFn | None, n_variants: int) -> Callable[[
 
 # --- rendering a summary ------------------------------------------------------------------
 
-def _fmt(x: Any, digits: int) -> Any:
-    return None if x is None else round(float(x), digits)
+def summary_table(summary: Summary, rec: dict[str, Any] | None = None,
+                  metrics: list[str] | None = None) -> dict[str, Any]:
+    """The summary as a Dataframe value (the same cells as the terminal and the report)."""
+    from studio.bench.table import summary_table as cells
+
+    cols, rows = cells(summary, rec, metrics=metrics, p99=bool(metrics))
+    # numbers stay numbers (the Dataframe sorts them); labels keep their words
+    return {"headers": [c.header for c in cols],
+            "data": [[cell.value if col.numeric else cell.text for col, cell in zip(cols, r, strict=True)]
+                     for r in rows]}
 
 
-def summary_table(summary: dict[str, Any], rec: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The summary as Dataframe value: one row per variant, the recommended one starred."""
-    from studio.bench.recommend import LATENCY_ONLY_FLAGS, cost_per_1000
-
-    rec = rec if rec is not None else summary.get("recommendation") or {}
-    price = (rec.get("budgets") or {}).get("price_per_hour")
-    rows = []
-    for r in summary.get("variants", []):
-        m = r.get("metrics") or {}
-        lat = r.get("latency") or {}
-        cold = r.get("cold_start") or {}
-        marks = "★" if r["id"] == rec.get("best") else ("☆" if r["id"] == rec.get("runner_up") else "")
-        notes = list(r.get("flags") or [])
-        errs = r.get("errors") or []
-        if r.get("failed"):
-            notes.insert(0, "FAILED: " + (errs[0]["error"] if errs else "no images ran"))
-        elif errs:
-            notes.append(f"{len(errs)} errors")
-        latency_only = any(f in LATENCY_ONLY_FLAGS for f in r.get("flags") or [])
-        rows.append([
-            marks, r["id"] + ("  ⚠ untrained" if latency_only else ""), r.get("n_images", 0),
-            *[_fmt((m.get(k) or {}).get("mean"), 4) for k in TABLE_METRICS],
-            _fmt(lat.get("p50_ms"), 0), _fmt(lat.get("p95_ms"), 0), _fmt(r.get("throughput_ips"), 2),
-            _fmt(cold.get("total_s"), 2), _fmt(r.get("peak_rss_mb"), 0), _fmt(r.get("model_size_mb"), 1),
-            _fmt(cost_per_1000(r, price), 4), "; ".join(notes),
-        ])
-    return {"headers": TABLE_HEADERS, "data": rows}
-
-
-def recommendation_markdown(rec: dict[str, Any], summary: dict[str, Any]) -> str:
-    budgets = rec.get("budgets") or {}
-    parts = [f"p95 ≤ {budgets['p95_ms']:g} ms" if budgets.get("p95_ms") else None,
-             f"peak RSS ≤ {budgets['memory_mb']:g} MB" if budgets.get("memory_mb") else None,
-             f"${budgets['price_per_hour']:g}/h" if budgets.get("price_per_hour") else None]
-    within = ", ".join(p for p in parts if p) or "no budget set"
-    ds = summary.get("dataset") or {}
-    env = summary.get("environment") or {}
+def recommendation_markdown(rec: dict[str, Any], summary: Summary) -> str:
+    ds = summary.dataset
+    env = summary.environment
+    ref = summary.reference_id
     lines = []
+    if ref:
+        lines.append(f"**No ground truth: scores are agreement with `{ref}`**, not accuracy.")
     if rec.get("best"):
         lines.append(f"### ★ Recommended: `{rec['best']}`")
-        lines.append(rec.get("reason", ""))
-        facts = [f"ranked by **{rec.get('metric', 'iou')}**", f"budgets: {within}"]
-        if rec.get("runner_up"):
-            sig = rec.get("significant")
-            verdict = {True: "gap significant", False: "gap not significant", None: "gap not tested"}[sig]
-            facts.append(f"runner-up `{rec['runner_up']}` ({verdict}, paired bootstrap)")
+        lines.append(rec.get("sentence") or rec.get("reason", ""))
+        if rec.get("why_not_best"):
+            lines.append(f"<sub>{rec['why_not_best']}</sub>")
+        facts = [f"ranked by **{rec.get('metric', 'iou')}**", f"tolerance {rec.get('tolerance', 0):g}",
+                 f"budgets: {rec.get('budgets_text') or 'no budget given'}"]
+        eq = [e["id"] for e in rec.get("equivalent") or []]
+        if len(eq) > 1:
+            facts.append("equivalent: " + ", ".join(f"`{x}`" for x in eq))
         if rec.get("cost_per_1000") is not None:
             facts.append(f"**${rec['cost_per_1000']:.4f} per 1,000 images**")
         lines.append(" · ".join(facts))
     else:
         lines.append("### No recommendation")
-        lines.append(f"{rec.get('reason', 'no variant fits')} (budgets: {within}).")
+        lines.append(f"{rec.get('sentence') or rec.get('reason') or 'no variant fits'} "
+                     f"(budgets: {rec.get('budgets_text') or 'no budget given'}).")
     excluded = rec.get("excluded") or []
     if excluded:
         lines.append("<details><summary>Not eligible: " + str(len(excluded)) + " variants</summary>\n\n"
                      + "\n".join(f"- `{e['id']}`: {e['why']}" for e in excluded) + "\n</details>")
+    if summary.skipped:
+        lines.append("<details><summary>Skipped (not installed or built here): " + str(len(summary.skipped))
+                     + "</summary>\n\n" + "\n".join(f"- `{e['id']}`: {e['why']}" for e in summary.skipped)
+                     + "\n</details>")
     lines.append(f"<sub>{ds.get('name', '?')} · {ds.get('n_images', '?')} images · "
-                 f"{env.get('device', '?')} · {env.get('cpu', '')} · {summary.get('created', '')}</sub>")
+                 f"{env.get('device', '?')} · {env.get('cpu', '')} · {summary.created}</sub>")
     return "\n\n".join(lines)
 
 
@@ -164,14 +147,14 @@ def _num(x: Any) -> float | None:
     return f if f > 0 else None
 
 
-def render(summary: dict[str, Any], run_path: Path | None, p95: Any = None, memory: Any = None,
+def render(summary: Summary, run_path: Path | None, p95: Any = None, memory: Any = None,
            price: Any = None) -> tuple:
     """(recommendation markdown, Pareto figure, table, files, run id, public summary)."""
     from studio.bench import recommend
     from studio.bench.plots import pareto_figure
 
     rec = recommend(summary, budget_p95_ms=_num(p95), budget_memory_mb=_num(memory),
-                    price_per_hour=_num(price))
+                    price_per_hour=_num(price), tolerance=summary.config.get("tolerance"))
     fig = pareto_figure(summary, recommendation=rec)
     # in the app's narrower column: labels may overhang the axes, the legend goes underneath
     fig.update_traces(cliponaxis=False, selector={"mode": "markers+text"})
@@ -181,7 +164,7 @@ def render(summary: dict[str, Any], run_path: Path | None, p95: Any = None, memo
     if run_path is not None:
         files = [str(run_path.parent / n) for n in ("report.html", "summary.json", "per_image.csv")
                  if (run_path.parent / n).is_file()]
-    public = {k: v for k, v in summary.items() if k != "per_image_scores"}
+    public = summary.to_json()
     public["recommendation"] = rec
     return (recommendation_markdown(rec, summary), fig, summary_table(summary, rec), files,
             run_id(run_path) if run_path else "", public)
@@ -245,13 +228,15 @@ def open_run(run: str, p95: Any = None, memory: Any = None, price: Any = None) -
 def rerecommend(run: str, p95: Any = None, memory: Any = None, price: Any = None) -> tuple:
     """New budgets on the current run: recompute the recommendation, nothing reruns."""
     if not run:
-        return ("Run a benchmark or open a past run first.", None, {"headers": TABLE_HEADERS, "data": []},
-                [], "", {})
+        return ("Run a benchmark or open a past run first.", None, {"headers": [], "data": []}, [], "", {})
     return open_run(run, p95, memory, price)
 
 
 def new_run_dir() -> Path:
-    return settings.results_dir() / "app" / time.strftime("%Y%m%d-%H%M%S")
+    """A fresh folder per run: named to the second for people, unique for two runs at once."""
+    root = settings.results_dir() / "app"
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=root))
 
 
 def benchmark(source: str = SOURCE_EMBEDDED, dataset: str | None = None, zip_file: Any = None,
@@ -263,6 +248,7 @@ def benchmark(source: str = SOURCE_EMBEDDED, dataset: str | None = None, zip_fil
 
     out = Path(out) if out else new_run_dir()
     work = out / "_upload"
+    ok = False
     try:
         ds = resolve_dataset(source, dataset, zip_file, work)
         n_limit = int(limit) if limit not in (None, "") and int(limit) > 0 else None
@@ -270,9 +256,9 @@ def benchmark(source: str = SOURCE_EMBEDDED, dataset: str | None = None, zip_fil
             variants = [v for v in variants.replace(",", " ").split() if v]
         chosen = list(variants) if variants else None
         if chosen is None:
-            from studio.inventory import installed_variants
+            from studio.inventory import default_variants
 
-            chosen = [v.id for v in installed_variants()]
+            chosen = [v.id for v in default_variants()]
         if not chosen:
             raise UploadError("no variants chosen, and none is installed: fetch weights on the Models tab")
         cfg = SuiteConfig(models=chosen, dataset=ds, limit=n_limit, device="cpu", threads=0,
@@ -283,6 +269,9 @@ def benchmark(source: str = SOURCE_EMBEDDED, dataset: str | None = None, zip_fil
             progress(0.0, desc=f"starting: {len(chosen)} variants")
         summary = run_suite(cfg, progress=progress_adapter(progress, len(chosen)), show_bars=False,
                             keep_loaded=True)
+        ok = True
     finally:
         clean_dir(work)  # the extracted zip is not kept; results are
+        if not ok and not (out / "summary.json").is_file():
+            clean_dir(out)  # a run that failed before writing anything leaves no empty folder
     return render(summary, out / "summary.json", p95, memory, price)

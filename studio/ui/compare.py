@@ -23,9 +23,6 @@ from studio.ui import outputs, space
 from studio.ui.uploads import UploadError, read_image, read_mask
 from studio.zoo import load_zoo
 
-# Metrics shown as table columns; the JSON rows carry every metric `score_image` gives.
-HEADLINE_METRICS = {"iou": "IoU", "ssim": "SSIM", "mae": "MAE", "fmeasure_max": "maxF",
-                    "smeasure": "S", "emeasure_mean": "meanE", "boundary_iou": "bIoU"}
 COLD_NOTE_MS = 50.0  # below this a "load" is just a pool lookup or a weightless model
 TIMING_COLUMNS = ["pre", "infer", "post", "total"]
 
@@ -74,6 +71,14 @@ def score(alpha: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:
     return {k: _finite(v) for k, v in score_image(alpha, reference).values.items()}
 
 
+def levels(alpha: np.ndarray) -> np.ndarray:
+    """A matte's 8-bit levels, rounded exactly as the metrics round it (so scoring the levels
+    gives the same numbers as scoring the float matte), at a quarter of its memory."""
+    from studio.metrics.inputs import to_u8  # lazy, as in `score`
+
+    return to_u8(alpha, "matte")
+
+
 @space.gpu(duration=120)
 def infer(variant_id: str, image: np.ndarray) -> tuple[Matte, float, bool]:
     """(matte, seconds spent loading, whether it was a cold load) through the shared pool.
@@ -92,7 +97,9 @@ def infer(variant_id: str, image: np.ndarray) -> tuple[Matte, float, bool]:
 
 def compare_one(variant_id: str, image: np.ndarray, reference: np.ndarray | None,
                 folder: Path) -> VariantResult:
-    """Run one variant and write its PNGs; any failure becomes a failed result, not a raise."""
+    """Run one variant and write its PNGs; any failure becomes a failed result, not a raise.
+
+    `reference` is a mask as float [0, 1] or as 8-bit levels (what `compare` passes)."""
     try:
         v = load_zoo().get(variant_id)
         flags = inventory.describe(v).flags
@@ -110,9 +117,12 @@ def compare_one(variant_id: str, image: np.ndarray, reference: np.ndarray | None
     res = VariantResult(v.id, ok=True, flags=flags, cold=cold, load_ms=load_s * 1000.0,
                         timings_ms=timings)
     stem = outputs.safe_name(v.id)
-    alpha = matte.alpha
+    # Everything below uses the 8-bit levels (what the PNGs and the metrics keep anyway):
+    # the float matte of a 50 MP upload alone is 200 MB.
+    alpha = levels(matte.alpha)
+    del matte
     res.files["cutout"] = outputs.write_png(folder, f"{stem}_cutout.png", visuals.cutout_rgba(image, alpha))
-    res.files["mask"] = outputs.write_png(folder, f"{stem}_mask.png", visuals.mask_rgb(alpha))
+    res.files["mask"] = outputs.write_png(folder, f"{stem}_mask.png", alpha)  # grayscale PNG
     res.files["checkerboard"] = outputs.write_png(folder, f"{stem}_on_checkerboard.png",
                                                   visuals.composite(image, alpha))
     if reference is not None:
@@ -128,7 +138,9 @@ def compare_one(variant_id: str, image: np.ndarray, reference: np.ndarray | None
 def table_headers(metric_names: list[str]) -> list[str]:
     """Timings in ms (preprocess, inference, postprocess, total), then the metrics by their usual
     names. A cold model load is noted beside the variant, not added to its timings."""
-    return ["variant", *(f"{c} ms" for c in TIMING_COLUMNS), *(HEADLINE_METRICS.get(m, m) for m in metric_names)]
+    from studio.metrics.conventions import METRIC_LABELS
+
+    return ["variant", *(f"{c} ms" for c in TIMING_COLUMNS), *(METRIC_LABELS.get(m, m) for m in metric_names)]
 
 
 def table(results: list[VariantResult], with_reference: bool) -> tuple[list[str], list[list[Any]]]:
@@ -136,6 +148,8 @@ def table(results: list[VariantResult], with_reference: bool) -> tuple[list[str]
     names: list[str] = []
     if with_reference:
         present = {k for r in results if r.metrics for k in r.metrics}
+        from studio.metrics.conventions import HEADLINE_METRICS
+
         names = [m for m in HEADLINE_METRICS if m in present]
     rows = []
     for r in results:
@@ -231,17 +245,22 @@ def compare(image: Any, reference: Any = None, variants: list[str] | None = None
 
     Yields (gallery, slider, slider picker, table, rows, downloads, status, state). The
     picker and table are plain dicts here; the layout turns them into component updates.
-    Raises UploadError for an unusable image or mask, before any model runs.
+    Raises UploadError for an unusable image or mask, or no variant named, before any
+    model runs: an empty choice is an error, never "every installed variant".
     """
-    rgb, _name = read_image(image)
-    h, w = rgb.shape[:2]
-    ref = read_mask(reference, size=(w, h))
-    ref_alpha = ref[0] if ref else None
     if isinstance(variants, str):  # an API caller may send "a, b" instead of a list
         variants = [v for v in variants.replace(",", " ").split() if v]
-    ids = list(dict.fromkeys(variants)) if variants else engine_default_variants()
+    ids = list(dict.fromkeys(variants or []))
     if not ids:
-        raise UploadError("no variants chosen, and none is installed: fetch weights on the Models tab")
+        installed = engine_default_variants()
+        raise UploadError(
+            "no variants chosen: tick at least one model (API callers: pass a list of variant ids"
+            + (f"; installed here: {', '.join(installed)})" if installed
+               else "; none is installed here: fetch weights on the Models tab)"))
+    rgb, _name = read_image(image)
+    h, w = rgb.shape[:2]
+    ref = read_mask(reference, size=(w, h), levels=True)  # 8-bit: a quarter of a float mask
+    ref_alpha = ref[0] if ref else None
     folder = outputs.new_dir("compare")
     state = CompareState(original=str(outputs.write_png(folder, "original.png", rgb)),
                          with_reference=ref is not None)

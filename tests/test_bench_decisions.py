@@ -1,0 +1,110 @@
+"""What the benchmark decides on: latencies from one sitting, labels-free runs against a
+reference variant, and calibration images flagged with the held-out quality beside them."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio import labels
+from studio.bench import SuiteConfig, load_summary, run_suite
+from studio.errors import StudioError
+from studio.quant import builds
+from studio.zoo import load_zoo
+from tests.conftest import synthetic_photo
+from tests.test_quant import lab  # noqa: F401  (the tiny-model zoo fixture)
+
+GRABCUT = {"id": "grabcut", "family": "classical", "backend": "opencv", "license": "Apache-2.0 (OpenCV)"}
+
+
+@pytest.fixture
+def lab_zoo(lab):  # noqa: F811
+    """The tiny-model zoo with GrabCut beside it (a second variant that needs no weights)."""
+    path = lab / "zoo.yaml"
+    doc = json.loads(path.read_text())
+    doc["variants"].append(GRABCUT)
+    path.write_text(json.dumps(doc))
+    load_zoo.cache_clear()
+    return lab
+
+
+def image_folder(root, n: int, masks: int = 0):
+    """n images in im/, and masks for the first `masks` of them in gt/."""
+    (root / "im").mkdir(parents=True)
+    (root / "gt").mkdir()
+    for i in range(n):
+        img, mask = synthetic_photo(96, 128, seed=i)
+        Image.fromarray(img).save(root / "im" / f"p{i}.png")
+        if i < masks:
+            Image.fromarray((mask * 255).astype(np.uint8)).save(root / "gt" / f"p{i}.png")
+    return root
+
+
+def test_a_new_sitting_times_cached_variants_again(tmp_path):
+    ds = image_folder(tmp_path / "ds", 6, masks=6)
+    cfg = SuiteConfig(models=["grabcut"], dataset=str(ds), cold_start=False, out=tmp_path / "out")
+    first = run_suite(cfg, show_bars=False, n_boot=50)
+    again = run_suite(cfg, show_bars=False, n_boot=50)  # the first run completed: a new sitting
+    a, b = first.variants[0], again.variants[0]
+    assert first.run["sitting"] != again.run["sitting"]
+    assert a.timing["computed_images"] == 6 and a.latency.n_samples == 6
+    # mattes come from the cache, latencies only from this sitting: 4 images timed again
+    assert b.timing["cached_images"] == 6 and b.timing["retimed_images"] == 4 and b.latency.n_samples == 4
+    assert b.quality("iou") == pytest.approx(a.quality("iou"), abs=1e-12)
+    assert b.timing["sitting"] == again.run["sitting"] and len(b.timing["load_average"]) >= 3
+    none = run_suite(SuiteConfig(models=["grabcut"], dataset=str(ds), cold_start=False, out=tmp_path / "o2",
+                                 timing_images=0), show_bars=False, n_boot=50)
+    assert none.variants[0].latency is None  # no timing from another sitting is passed off as this one's
+
+
+def test_labels_free_run_scores_agreement_with_a_reference_variant(lab_zoo, tmp_path):
+    ds = image_folder(tmp_path / "ds", 5, masks=2)  # a mixed folder: 2 of 5 have masks
+    out = tmp_path / "out"
+    cfg = SuiteConfig(models=["tiny-fp16", "grabcut"], reference="tiny", dataset=str(ds), cold_start=False,
+                      out=out)
+    builds.build(load_zoo().get("tiny-fp16"), progress=False, check=False)
+    s = run_suite(cfg, show_bars=False, n_boot=50)
+    assert s.reference == {"kind": "variant", "id": "tiny"} and s.reference_id == "tiny"
+    assert [r.id for r in s.variants][0] == "tiny"  # the reference runs first
+    ref, fp16, grab = s.row("tiny"), s.row("tiny-fp16"), s.row("grabcut")
+    assert ref.is_reference and ref.quality("iou") == pytest.approx(1.0)
+    assert fp16.n_scored == 5 and fp16.quality("iou") > grab.quality("iou")
+    # the two images with masks are also scored against them, apart
+    assert fp16.metrics_gt["iou"]["mean"] is not None and len(s.per_image_gt_scores["tiny-fp16"]) == 2
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["reference"] == {"kind": "variant", "id": "tiny"}
+    rec = saved["recommendation"]
+    assert rec["reference"] == {"kind": "variant", "id": "tiny"} and "agreement with tiny" in rec["sentence"]
+    assert "equivalent to tiny on these images" in rec["sentence"] or rec["best"] == "tiny"
+    page = (out / "report.html").read_text()
+    assert "agreement with tiny" in page and "Against ground truth" in page
+    with open(out / "per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {"iou", "gt_iou"} <= set(rows[0]) and sum(1 for r in rows if r["gt_iou"]) == 2 * 3
+    assert load_summary(out).per_image_gt_scores  # scores.json keeps both
+
+
+@pytest.mark.parametrize("where", ["im", "."])  # a folder of images; im/ beside an empty gt/
+def test_without_masks_or_a_reference_the_run_says_what_to_do(tmp_path, where):
+    ds = image_folder(tmp_path / "ds", 2, masks=0)
+    with pytest.raises(StudioError, match="--reference"):
+        run_suite(SuiteConfig(models=["grabcut"], dataset=str(ds / where), cold_start=False, out=tmp_path / "o"),
+                  show_bars=False)
+
+
+def test_a_build_scored_on_its_calibration_images_is_flagged_with_held_out_quality(lab, tmp_path):  # noqa: F811
+    v = load_zoo().get("tiny-int8-static-headfloat")  # calibrated on 4 embedded images (seed 0)
+    builds.build(v, progress=False, check=False)
+    s = run_suite(SuiteConfig(models=[v.id, "tiny"], dataset=None, limit=8, seed=0, cold_start=False,
+                              out=tmp_path / "out"), show_bars=False, n_boot=50)
+    row = s.row(v.id)
+    assert row.calibrated_on == 4 and labels.calibrated_on(4) in row.flags
+    assert row.metrics_held_out["iou"]["mean"] is not None
+    assert s.row("tiny").calibrated_on == 0 and not s.row("tiny").metrics_held_out
+    with open(tmp_path / "out" / "per_image.csv") as f:
+        marked = [r["image"] for r in csv.DictReader(f) if r["variant"] == v.id and r.get("calibration_image")]
+    assert len(marked) == 4
