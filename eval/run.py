@@ -28,8 +28,8 @@ from studio.bench.table import legend, summary_table  # noqa: E402
 from studio.errors import StudioError  # noqa: E402
 from studio.terminal import format_table  # noqa: E402
 
-FLAGS = ("models", "dataset", "limit", "untrained_limit", "device", "threads", "warmup", "repeats", "cold_start",
-         "budget_p95_ms", "budget_memory_mb", "price_per_hour", "quality_metric", "tolerance", "reference",
+FLAGS = ("models", "dataset", "limit", "held_out", "untrained_limit", "device", "threads", "warmup", "repeats", "cold_start",
+         "budget_p95_ms", "budget_memory_mb", "price_per_hour", "quality_metric", "tolerance", "reference", "bundle_cold_start",
          "timing_images", "executor", "ray_address", "out", "resume", "seed")
 
 
@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> SuiteConfig:
                     help="score every variant against this variant's mattes (labels-free: the numbers are "
                          "agreement, not accuracy); images with masks are also scored against them, apart")
     ap.add_argument("--limit", type=int, help="a deterministic subset of this many images")
+    ap.add_argument("--held-out", dest="held_out", action="store_true", default=None,
+                    help="leave out every image a build in the run was calibrated on (then apply --limit)")
     ap.add_argument("--untrained-limit", type=int,
                     help="untrained variants (latency only) run on this many images (default 8; 0: all)")
     ap.add_argument("--device", help="cpu (default) or cuda[:N]")
@@ -61,6 +63,9 @@ def parse_args(argv: list[str] | None = None) -> SuiteConfig:
                          "images, so every latency comes from this run (default 4)")
     ap.add_argument("--cold-start", dest="cold_start", action=argparse.BooleanOptionalAction, default=None,
                     help="measure cold start in a fresh subprocess (default on)")
+    ap.add_argument("--bundle-cold-start", dest="bundle_cold_start", action=argparse.BooleanOptionalAction,
+                    default=None, help="with cold start: also time the exported server (`studio export`) of each "
+                                       "ONNX variant to its first answer (default on)")
     ap.add_argument("--budget-p95-ms", type=float, help="latency budget: p95 per image, ms")
     ap.add_argument("--budget-memory-mb", type=float, help="memory budget, MB")
     ap.add_argument("--price-per-hour", type=float, help="instance price: rank equivalents by cost per 1,000 images")

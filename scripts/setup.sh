@@ -13,7 +13,8 @@ PIP=".venv/bin/pip --disable-pip-version-check -q"
 # torch first, pinned: the only build on this machine's disk. A bare `torch` requirement
 # would download several GB.
 $PIP install "torch==2.14.1" "torchvision==0.29.1"
-if [ $DEV = 1 ]; then $PIP install -e ".[dev]"; else $PIP install -e .; fi
+# the [ray] extra: the benchmark's Ray executor (pinned ray; see pyproject.toml)
+if [ $DEV = 1 ]; then $PIP install -e ".[dev,ray]"; else $PIP install -e ".[ray]"; fi
 # transparent-background asks for opencv-python, which would sit beside opencv-python-headless
 # (both provide cv2). Its other requirements are in pyproject.toml; install it without deps.
 $PIP install --no-deps "transparent-background==1.3.4"
@@ -33,5 +34,5 @@ if [ $DEV = 1 ]; then
     fi
   fi
 fi
-.venv/bin/python -c "import studio, torch, onnxruntime, rembg, transparent_background" 2>/dev/null \
+.venv/bin/python -c "import studio, torch, onnxruntime, rembg, transparent_background, ray" 2>/dev/null \
   && echo "setup: ok (.venv)"

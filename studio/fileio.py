@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 FILE_MODE = 0o644
+DIR_MODE = 0o755
 
 
 def _umask() -> int:
@@ -35,6 +36,16 @@ def temp_beside(path: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     return Path(tmp)
+
+
+def temp_dir_beside(path: str | os.PathLike, prefix: str) -> Path:
+    """A new temporary folder beside `path`, with a folder's usual mode (mkdtemp makes 0700),
+    to be renamed into place once complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+    os.chmod(tmp, DIR_MODE & ~_umask())
+    return tmp
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -19,3 +19,9 @@ def calibrated_on(n: int) -> str:
 
 def agreement_with(variant_id: str) -> str:
     return f"agreement with {variant_id}"
+
+
+def check_images(check_set: dict, n: int) -> str:
+    """Where a build's agreement was measured, e.g. "16 held-out sod-dev images"."""
+    held = " held-out" if check_set.get("part") == "held-out" else ""
+    return f"{n}{held} {check_set.get('dataset', '?')} images"

@@ -25,7 +25,12 @@ class Matte:
         a = np.asarray(self.alpha, dtype=np.float32)
         if a.ndim != 2:
             raise ValueError(f"a matte is 2-D, got shape {a.shape}")
-        self.alpha = np.clip(np.nan_to_num(a, nan=0.0), 0.0, 1.0)
+        # A clean float32 matte (every backend's usual output) is kept as given: two
+        # full-size copies of a 50 MP matte would cost 400 MB. min/max are NaN-propagating,
+        # so NaN and infinities take the cleaning path too.
+        if a.size and not (float(a.min()) >= 0.0 and float(a.max()) <= 1.0):
+            a = np.clip(np.nan_to_num(a, nan=0.0), 0.0, 1.0)
+        self.alpha = a
         for key in TIMING_KEYS:
             self.timings.setdefault(key, 0.0)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from studio import settings
 from studio.backends.base import Runner
+from studio.memory import PeakGrowth, release_freed_memory
 
 Key = tuple[str, str, int]
 
@@ -23,8 +24,9 @@ class _Entry:
 
 
 class RunnerPool:
-    """Thread-safe LRU of loaded runners. `budget_mb` bounds the summed weight sizes held
-    (a proxy for resident memory); the least recently used runners are closed first."""
+    """Thread-safe LRU of loaded runners. `budget_mb` bounds their summed resident memory, each
+    measured at load as the process's peak RSS growth (at least the weights file's size); the
+    least recently used runners are closed first."""
 
     def __init__(self, budget_mb: float | None = None):
         self.budget_mb = budget_mb if budget_mb is not None else settings.pool_budget_mb()
@@ -42,9 +44,10 @@ class RunnerPool:
             with self._lock:
                 if key in self._entries:
                     return self._entries[key].runner
-            runner = factory()
+            with PeakGrowth() as grew:
+                runner = factory()
             with self._lock:
-                self._entries[key] = _Entry(runner, cost_mb)
+                self._entries[key] = _Entry(runner, max(cost_mb, grew.mb or 0.0))
                 self._evict(keep=key)
             return runner
 
@@ -52,6 +55,7 @@ class RunnerPool:
         while len(self._entries) > 1 and self.used_mb() > self.budget_mb:
             oldest = next(k for k in self._entries if k != keep)
             self._entries.pop(oldest).runner.close()
+            release_freed_memory()
 
     def used_mb(self) -> float:
         return sum(e.cost_mb for e in self._entries.values())

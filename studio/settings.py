@@ -5,14 +5,15 @@ environment is seen at once. Nothing here imports more than the standard library
 
 | variable | default | what |
 |---|---|---|
-| STUDIO_CACHE | models/ | weights, builds and the npm tarball |
+| STUDIO_CACHE | models/ | weights, builds, the npm tarball and partial downloads (`downloads/`) |
 | STUDIO_ZOO | models/zoo.yaml | the zoo manifest (`zoo.d/` beside it is merged) |
 | STUDIO_RESULTS | eval/results/ | benchmark runs, the prediction cache, the arena database |
 | STUDIO_DATA | datasets/data/ | downloaded datasets |
 | STUDIO_CATALOG | datasets/catalog.yaml | the dataset catalogue |
 | STUDIO_SHARED | ../shared | the team's shared folder (may be absent) |
 | STUDIO_WEIGHTS_PATH | (none) | extra folders searched for weights files, `:`-separated |
-| STUDIO_MIRROR | (none) | base URL that stands in for the release hosts (`studio.weights.mirror`) |
+| STUDIO_MIRROR | (none) | base URL that stands in for every download host: `https://HOST/PATH` is fetched from `$STUDIO_MIRROR/HOST/PATH` (`studio.weights.mirror`) |
+| STUDIO_NPM_REGISTRY | npm_config_registry, else npm's default | where npm tarballs are fetched over HTTP when `npm` is not on PATH |
 | STUDIO_POOL_BUDGET_MB | 3000 | summed weight sizes the runner pool keeps loaded |
 | STUDIO_MAX_UPLOAD_MB | 25 | the app's upload cap |
 | STUDIO_MAX_ZIP_MB | 1024 | uncompressed cap of an uploaded dataset zip |
@@ -20,7 +21,7 @@ environment is seen at once. Nothing here imports more than the standard library
 | STUDIO_DEVICE | (per backend) | force the app's device (cpu, cuda) |
 | STUDIO_RAY_ADDRESS | (none) | the app's Benchmark tab submits to this Ray cluster |
 | STUDIO_ARENA_DB | eval/results/arena.sqlite | the blind A/B votes |
-| STUDIO_PREFETCH | (Space: the default set) | variants the app fetches in the background at start |
+| STUDIO_PREFETCH | (Space: DEFAULT_SPACE_PREFETCH) | variants the app fetches (or builds) in the background once its page is served; `none` for none |
 | SPACE_ID | (set by Hugging Face) | running on a Space |
 """
 
@@ -35,6 +36,13 @@ DEFAULT_POOL_BUDGET_MB = 3000.0
 DEFAULT_MAX_UPLOAD_MB = 25.0
 DEFAULT_MAX_ZIP_MB = 1024.0
 DEFAULT_MAX_PIXELS = 50_000_000
+# What a Space fetches in the background once its page is up, in this order: the 4.7 MB U^2-Net-p
+# first (a trained model within seconds), then rembg's fp32 IS-Net (176 MB), the source of every
+# ONNX build in models/zoo.d (int8-static, int8-dynamic-ort, fp16-ort), which the Models tab
+# can then build. About 181 MB of disk; the rest of the zoo (~5 GB) is fetched on demand.
+DEFAULT_SPACE_PREFETCH = ("u2netp", "isnet-general-use")
+# npm's own default registry, used only where npm is absent and nothing else is configured
+DEFAULT_NPM_REGISTRY = "https://registry.npmjs.org"
 
 
 def _env(name: str) -> str | None:
@@ -66,6 +74,11 @@ def cache_dir() -> Path:
 
 def weights_dir() -> Path:
     return cache_dir() / "weights"
+
+
+def downloads_dir() -> Path:
+    """Partial downloads (kept so a rerun resumes) and the per-file fetch locks."""
+    return cache_dir() / "downloads"
 
 
 def builds_dir() -> Path:
@@ -106,6 +119,13 @@ def mirror_url() -> str | None:
     """A base URL that replaces the release hosts' (for a local mirror, or tests)."""
     value = _env("STUDIO_MIRROR")
     return value.rstrip("/") if value else None
+
+
+def npm_registry() -> str:
+    """The npm registry for tarballs fetched over HTTP (no npm binary): STUDIO_NPM_REGISTRY,
+    else npm's own `npm_config_registry` environment variable, else npm's default."""
+    value = _env("STUDIO_NPM_REGISTRY") or _env("npm_config_registry") or _env("NPM_CONFIG_REGISTRY")
+    return (value or DEFAULT_NPM_REGISTRY).rstrip("/")
 
 
 def ray_address() -> str | None:
@@ -156,3 +176,12 @@ def prefetch_ids() -> list[str] | None:
     if value.lower() in ("none", "0", "off"):
         return []
     return [v for v in value.replace(",", " ").split() if v]
+
+
+def prefetch_set() -> list[str]:
+    """What the app fetches in the background: STUDIO_PREFETCH when set; else, on a Space,
+    DEFAULT_SPACE_PREFETCH; else (locally) nothing."""
+    ids = prefetch_ids()
+    if ids is None:
+        return list(DEFAULT_SPACE_PREFETCH) if on_spaces() else []
+    return ids

@@ -125,10 +125,11 @@ class Zoo:
             patterns = [p for p in patterns.replace(",", " ").split() if p]
         chosen: dict[str, Variant] = {}
         for pat in patterns:
-            hits = [
-                v for v in self.variants.values()
-                if fnmatch.fnmatchcase(v.id, pat) or v.family == pat or v.backend == pat
-            ]
+            if pat in self.variants:  # an exact id is that variant, even when a family shares its name
+                hits = [self.variants[pat]]
+            else:
+                hits = [v for v in self.variants.values()
+                        if fnmatch.fnmatchcase(v.id, pat) or v.family == pat or v.backend == pat]
             if not hits:
                 self.get(pat)  # raises with a suggestion
             for v in hits:

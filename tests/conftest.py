@@ -27,11 +27,41 @@ SESSION_ENV = ("STUDIO_CACHE", "STUDIO_RESULTS", "STUDIO_DATA", "STUDIO_ARENA_DB
 USER_CACHE = Path(os.environ.get("STUDIO_CACHE") or REPO / "models").expanduser()
 
 
-def tree_listing(root: Path) -> dict[str, int]:
-    """{relative path: size} of every file under root (what the session must not change)."""
+def tree_listing(root: Path) -> dict[str, tuple[int, int]]:
+    """{relative path: (size, mtime_ns)} of every file under root (what the session must not
+    change). The mtime catches a file rewritten at the same size (a rebuilt model)."""
     if not root.is_dir():
         return {}
-    return {str(p.relative_to(root)): p.stat().st_size for p in sorted(root.rglob("*")) if p.is_file()}
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            st = p.stat()
+            out[str(p.relative_to(root))] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def listing_changes(was: dict[str, tuple[int, int]], now: dict[str, tuple[int, int]]) -> list[str]:
+    """"PATH: what" for each file added, removed or changed between two listings, sorted."""
+    changes = []
+    for rel in sorted(set(now) | set(was)):
+        if rel not in was:
+            changes.append(f"{rel}: added")
+        elif rel not in now:
+            changes.append(f"{rel}: removed")
+        elif was[rel][0] != now[rel][0]:
+            changes.append(f"{rel}: changed size ({was[rel][0]:,} -> {now[rel][0]:,} bytes)")
+        elif was[rel] != now[rel]:
+            changes.append(f"{rel}: rewritten (same size)")
+    return changes
+
+
+def watched_changes(before: dict[str, dict[str, tuple[int, int]]], roots=WATCHED) -> list[str]:
+    """Changes under each watched folder since `before` ({str(root): listing}), repo-relative."""
+    changed = []
+    for w in roots:
+        prefix = w.relative_to(REPO) if w.is_relative_to(REPO) else w
+        changed += [f"{prefix}/{c}" for c in listing_changes(before.get(str(w), {}), tree_listing(w))]
+    return changed
 
 
 def pytest_configure(config):
@@ -50,18 +80,12 @@ def pytest_sessionfinish(session, exitstatus):
     before = getattr(config, "_studio_before", None)
     if before is None:
         return
-    changed = []
-    for w in WATCHED:
-        now = tree_listing(w)
-        was = before[str(w)]
-        for rel in sorted(set(now) | set(was)):
-            if now.get(rel) != was.get(rel):
-                what = "added" if rel not in was else "removed" if rel not in now else "changed size"
-                changed.append(f"{w.relative_to(REPO)}/{rel}: {what}")
+    changed = watched_changes(before)
     if changed:
         tr = config.pluginmanager.get_plugin("terminalreporter")
+        more = f"\n  ... and {len(changed) - 30} more" if len(changed) > 30 else ""
         msg = ("the tests changed the user's folders (unless another process wrote there during the session):"
-               "\n  " + "\n  ".join(changed[:30]))
+               "\n  " + "\n  ".join(changed[:30]) + more)
         if tr:
             tr.write_line(msg, red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -127,8 +151,9 @@ def photo():
 
 
 @pytest.fixture(scope="module")
-def app_server(tmp_path_factory):
-    """The real app (`python app.py` in a subprocess) with its own results folder."""
+def app_server(tmp_path_factory, isnet_weights):
+    """The real app (`python app.py` in a subprocess) with its own results folder, on the
+    tests' cache, seeded with the IS-Net files before it starts (it lists what is there)."""
     from studio.ui.serve import running_app
 
     results = tmp_path_factory.mktemp("results")

@@ -41,6 +41,15 @@ def _compare(client, image, mask, variants):
                           api_name="/compare")
 
 
+def test_compare_with_an_empty_variant_list_is_a_clear_error(client, sample_pair):
+    """Not "every installed variant": an API caller is told to name some."""
+    from gradio_client.exceptions import AppError
+
+    image, mask = sample_pair
+    with pytest.raises(AppError, match="no variants chosen.*installed here: .*grabcut"):
+        _compare(client, image, mask, [])
+
+
 def test_compare_metrics_equal_studio_metrics(client, sample_pair):
     """The API's metrics are `studio.metrics.score_image` on the same pair, for a real model."""
     from studio.engine import predict

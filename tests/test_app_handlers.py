@@ -107,12 +107,83 @@ def _zip(path, entries: dict[str, bytes], links: dict[str, str] | None = None):
 
 
 def test_zip_with_im_gt_one_level_down_is_found(tmp_path, files):
+    from studio.data import open_dataset
+
     ip, mp = files
     z = _zip(tmp_path / "set.zip", {"myset/im/a.png": ip.read_bytes(), "myset/gt/a.png": mp.read_bytes(),
                                     "__MACOSX/myset/._a.png": b"junk"})
     root = uploads.extract_dataset_zip(str(z), tmp_path / "out")
-    assert root.name == "myset" and (root / "im" / "a.png").is_file()
+    assert root == (tmp_path / "out").resolve() and (root / "myset" / "im" / "a.png").is_file()
     assert not (tmp_path / "out" / "__MACOSX" / "myset" / "._a.png").exists()
+    ds = open_dataset(root)  # what the benchmark does with it: the one layout detector
+    assert [s.id for s in ds] == ["a"] and ds[0].mask_path.parent.name == "gt"
+
+
+def test_zip_in_duts_layout_is_accepted_as_eval_run_reads_it(tmp_path, files):
+    """DUTS's own layout (X-Image/ + X-Mask/, one folder down): read by `eval/run.py
+    --dataset`, so the app takes it too (one detector for every front)."""
+    from studio.data import open_dataset
+
+    ip, mp = files
+    z = _zip(tmp_path / "duts.zip", {"DUTS-TE/DUTS-TE-Image/a.jpg": ip.read_bytes(),
+                                     "DUTS-TE/DUTS-TE-Mask/a.png": mp.read_bytes()})
+    root = uploads.extract_dataset_zip(str(z), tmp_path / "out")
+    ds = open_dataset(root)
+    assert len(ds) == 1 and ds[0].mask_path.parent.name == "DUTS-TE-Mask"
+
+
+def test_zip_whose_names_do_not_pair_says_so_without_server_paths(tmp_path, files):
+    ip, mp = files
+    z = _zip(tmp_path / "pairs.zip", {"im/cat.png": ip.read_bytes(), "gt/cat_mask.png": mp.read_bytes()})
+    with pytest.raises(UploadError) as err:
+        uploads.extract_dataset_zip(str(z), tmp_path / "out")
+    msg = str(err.value)
+    assert msg.startswith("pairs.zip: no image has a reference mask of the same name"), msg
+    assert "im/cat.png has no mask in gt/" in msg and "gt/cat_mask.png has no image in im/" in msg
+    assert str(tmp_path) not in msg and "/tmp" not in msg
+
+
+def test_zip_of_images_alone_asks_for_references(tmp_path, files):
+    ip, _ = files
+    z = _zip(tmp_path / "loose.zip", {"a.png": ip.read_bytes(), "b.png": ip.read_bytes()})
+    with pytest.raises(UploadError, match="loose.zip: images .* but no reference masks") as err:
+        uploads.extract_dataset_zip(str(z), tmp_path / "out")
+    assert str(tmp_path) not in str(err.value)
+
+
+def _patch_declared_size(path, new_size: int) -> None:
+    """Make the zip's one member declare `new_size` uncompressed bytes, in both headers."""
+    data = bytearray(path.read_bytes())
+    local, central = data.index(b"PK\x03\x04"), data.index(b"PK\x01\x02")
+    data[local + 22:local + 26] = new_size.to_bytes(4, "little")
+    data[central + 24:central + 28] = new_size.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+@pytest.mark.parametrize("lie", ["smaller", "larger"])
+def test_zip_member_lying_about_its_size_is_a_clear_error(tmp_path, files, method, lie):
+    ip, _ = files
+    real = ip.read_bytes()
+    z = tmp_path / "liar.zip"
+    with zipfile.ZipFile(z, "w", method) as zf:
+        zf.writestr("im/a.png", real)
+    _patch_declared_size(z, len(real) // 2 if lie == "smaller" else len(real) * 2)
+    with pytest.raises(UploadError) as err:
+        uploads.extract_dataset_zip(str(z), tmp_path / "out")
+    msg = str(err.value)
+    assert msg.startswith("liar.zip: ") and "damaged" in msg, msg
+    assert str(tmp_path) not in msg
+
+
+def test_zip_with_a_corrupt_member_is_a_clear_error(tmp_path, files):
+    ip, mp = files
+    z = _zip(tmp_path / "crc.zip", {"im/a.png": ip.read_bytes(), "gt/a.png": mp.read_bytes()})
+    data = bytearray(z.read_bytes())
+    data[60] ^= 0xFF  # a byte of the first member's data: its CRC no longer matches
+    z.write_bytes(bytes(data))
+    with pytest.raises(UploadError, match=r"crc.zip: the zip is damaged and cannot be read \(Bad CRC-32"):
+        uploads.extract_dataset_zip(str(z), tmp_path / "out")
 
 
 @pytest.mark.parametrize("name", ["../evil.png", "/abs/evil.png", "im/../../evil.png"])
@@ -138,9 +209,10 @@ def test_zip_over_the_uncompressed_cap_is_refused(tmp_path, monkeypatch):
 
 
 def test_zip_without_the_layout_or_not_a_zip(tmp_path):
-    z = _zip(tmp_path / "flat.zip", {"a.png": b"x"})
-    with pytest.raises(UploadError, match="no im/ and gt/"):
+    z = _zip(tmp_path / "flat.zip", {"notes/readme.txt": b"x"})
+    with pytest.raises(UploadError, match="flat.zip: no dataset layout found. Expected im/ \\+ gt/") as err:
         uploads.extract_dataset_zip(str(z), tmp_path / "out")
+    assert str(tmp_path) not in str(err.value)
     notzip = tmp_path / "n.zip"
     notzip.write_bytes(b"hello")
     with pytest.raises(UploadError, match="not a zip"):
@@ -203,6 +275,18 @@ def test_compare_without_reference_has_no_metrics_or_overlay(files):
     gallery, *_, rows, _files, _status, state = _drain(compare_h.compare(str(ip), None, "grabcut"))[-1]
     assert rows[0]["metrics"] is None and len(gallery) == 2
     assert state["with_reference"] is False
+
+
+@pytest.mark.parametrize("chosen", [[], None, "", " , "])
+def test_compare_with_no_variants_is_an_error_not_every_installed_one(files, monkeypatch, chosen):
+    """An API caller that sends an empty list gets a clear error, and no model runs."""
+    ip, mp = files
+    ran = []
+    monkeypatch.setattr(compare_h, "infer", lambda *a: ran.append(a))
+    with pytest.raises(UploadError, match="no variants chosen") as err:
+        next(compare_h.compare(str(ip), str(mp), chosen))
+    assert "grabcut" in str(err.value)  # the message lists what is installed here
+    assert ran == []
 
 
 def test_compare_bad_upload_raises_before_any_model_runs(files, tmp_path, monkeypatch):

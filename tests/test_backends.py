@@ -12,14 +12,9 @@ from studio.cli import main as cli
 from studio.errors import ModelError
 from studio.imageio import load_image, load_mask
 from studio.matte import Matte
+from studio.metrics import iou  # the library's plain agreement IoU (both thresholded at 0.5)
 from studio.pool import RunnerPool
 from studio.zoo import load_zoo
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    pa, pb = a > 0.5, b > 0.5
-    union = (pa | pb).sum()
-    return float((pa & pb).sum() / union) if union else 1.0
 
 
 def assert_matte(m: Matte, shape: tuple[int, int], variant: str) -> None:

@@ -108,3 +108,61 @@ def test_a_build_scored_on_its_calibration_images_is_flagged_with_held_out_quali
     with open(tmp_path / "out" / "per_image.csv") as f:
         marked = [r["image"] for r in csv.DictReader(f) if r["variant"] == v.id and r.get("calibration_image")]
     assert len(marked) == 4
+
+
+def test_arena_preference_is_a_quality_axis_of_the_run(lab_zoo, tmp_path):
+    """Blind A/B votes reach the run's rows, the table (with vote counts) and the recommendation."""
+    from studio.arena.db import ArenaDB
+    from studio.bench.recommend import recommend
+    from studio.bench.table import summary_table
+
+    db = tmp_path / "arena.sqlite"
+    votes = tmp_path / "votes.csv"
+    rng = np.random.default_rng(0)
+    with open(votes, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["vote_id", "image_hash", "variant_a", "variant_b", "choice", "created_at", "voter_id"])
+        for k in range(60):  # people prefer tiny over grabcut about 5 times in 6
+            a, b = ("tiny", "grabcut") if k % 2 else ("grabcut", "tiny")
+            tiny_wins = rng.random() < 5 / 6
+            w.writerow([f"v{k}", "h", a, b, ("a" if a == "tiny" else "b") if tiny_wins else
+                        ("b" if a == "tiny" else "a"), k, "me"])
+    assert ArenaDB(db).import_csv(votes) == (60, 0)
+    ds = image_folder(tmp_path / "ds", 3, masks=3)
+    s = run_suite(SuiteConfig(models=["tiny", "grabcut"], dataset=str(ds), cold_start=False, out=tmp_path / "o"),
+                  show_bars=False, n_boot=50)
+    assert s.row("tiny").preference is None  # the run read the default database, which has no votes
+    from studio.bench.suite import attach_preference
+
+    attach_preference(s, db_path=db)
+    tiny, grab = s.row("tiny"), s.row("grabcut")
+    assert tiny.preference["votes"] == grab.preference["votes"] == 60 and tiny.preference["shown"]
+    assert tiny.quality("preference") > grab.quality("preference")
+    cols, rows = summary_table(s)
+    col = [c.key for c in cols].index("preference")
+    assert rows[[r.id for r in s.variants].index("tiny")][col].text.endswith("(60)")
+    rec = recommend(s, metric="preference")
+    assert rec["best"] == "tiny" and "preference (arena rating, 60 votes)" in rec["sentence"]
+
+
+@pytest.mark.slow
+def test_cold_start_covers_the_exported_server_too(tmp_path, isnet_weights):
+    ds = image_folder(tmp_path / "ds", 2, masks=2)
+    s = run_suite(SuiteConfig(models=["isnet-general-use-int8-dynamic"], dataset=str(ds), cold_start=True,
+                              threads=2, out=tmp_path / "out"), show_bars=False, n_boot=50)
+    row = s.variants[0]
+    b = row.bundle_cold_start
+    assert row.cold_start["total_s"] > 0 and 0 < b["listening_s"] < b["first_answer_s"]
+    assert b["warm_request_s"] > 0 and b["peak_rss_mb"] > 50
+    assert row.timing["cold_start_s"] >= row.cold_start["total_s"]  # kept out of the overhead ratio
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "exported server" in page
+
+
+def test_held_out_leaves_out_every_calibration_image(lab, tmp_path):  # noqa: F811
+    v = load_zoo().get("tiny-int8-static-headfloat")  # calibrated on 4 embedded images (seed 0)
+    builds.build(v, progress=False, check=False)
+    s = run_suite(SuiteConfig(models=[v.id, "tiny"], dataset=None, held_out=True, limit=6, cold_start=False,
+                              out=tmp_path / "out"), show_bars=False, n_boot=50)
+    assert s.dataset["held_out"]["excluded"] == 4 and s.dataset["n_images"] == 6
+    assert s.row(v.id).calibrated_on == 0 and labels.calibrated_on(4) not in s.row(v.id).flags

@@ -138,3 +138,24 @@ def test_save_alpha_png_roundtrip(tmp_path):
     assert img.mode == "L" and img.size == (10, 5)
     assert np.abs(np.asarray(img) / 255.0 - alpha).max() <= 0.5 / 255 + 1e-6
     assert not list(path.parent.glob("*.part"))
+
+
+def test_a_mask_in_a_mode_without_grey_is_a_clear_error(tmp_path):
+    path = tmp_path / "lab.tif"
+    Image.new("LAB", (8, 6)).save(path)
+    with pytest.raises(ImageError, match="a LAB image cannot be read as a mask"):
+        load_mask(path)
+
+
+def test_mask_levels_are_the_float_mask_times_255(tmp_path):
+    from studio.imageio import load_mask_levels
+
+    rng = np.random.default_rng(3)
+    for mode in ("L", "RGB", "LA", "RGBA", "P", "I;16"):
+        base = Image.fromarray(rng.integers(0, 256, (9, 7, 4), dtype=np.uint8), "RGBA")
+        img = base.convert(mode) if mode != "I;16" else Image.fromarray(
+            rng.integers(0, 65536, (9, 7)).astype(np.uint16))
+        path = _save(img, tmp_path / f"m-{mode.replace(';', '')}.png")
+        levels = load_mask_levels(path, size=(7, 9))
+        assert levels.dtype == np.uint8 and levels.flags.writeable
+        assert np.array_equal(levels.astype(np.float32) / np.float32(255), load_mask(path)), mode

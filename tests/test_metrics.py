@@ -108,6 +108,25 @@ def test_threads_and_scratch_reuse_do_not_change_values():
     assert score_image(big_p, big_g, threads=1).values == fresh
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("soft_gt", [False, True])
+def test_banded_metrics_equal_the_whole_image(monkeypatch, seed, soft_gt):
+    """Large images are scored in bands of rows (bounded memory); tiny bands give the values
+    of one band (the whole image), to floating-point summation order."""
+    from studio import imageio
+    from studio.metrics import ssim
+
+    p8, g8 = blob_pair(97, 61, seed=seed, noise=0.3, soft_gt=soft_gt)
+    if seed == 2:  # soft everywhere: every pixel takes the slow paths
+        p8 = np.random.default_rng(seed).integers(0, 256, p8.shape, dtype=np.uint8)
+    whole = score_image(p8, g8, threads=1).values
+    monkeypatch.setattr(imageio, "BAND_PIXELS", 300)  # ~5 rows per band
+    monkeypatch.setattr(ssim, "BAND_PIXELS", 200)
+    banded = score_image(p8, g8, threads=1).values
+    for k in METRIC_NAMES:
+        assert banded[k] == pytest.approx(whole[k], rel=1e-12, abs=1e-12), k
+
+
 # ---------------------------------------------------------------- edge cases
 
 

@@ -26,12 +26,14 @@ def _pair(i: int, shift: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture
 def folders(tmp_path):
-    """gt/ with 5 references; a/ with plain-stem predictions (one missing, one extra);
-    b/ with `studio predict`-style <stem>.<variant>.png names, worse predictions."""
+    """gt/ with 5 references (and im/ beside it: a dataset root); a/ with plain-stem
+    predictions (one missing, one extra); b/ with `studio predict`-style
+    <stem>.<variant>.png names, worse predictions."""
     gt, a, b = tmp_path / "gt", tmp_path / "a", tmp_path / "b"
     for i in range(5):
         pred, ref = _pair(i)
         save_alpha_png(ref, gt / f"img{i}.png")
+        save_alpha_png(ref, tmp_path / "im" / f"img{i}.png")  # so tmp_path is a dataset root
         if i < 4:
             save_alpha_png(pred, a / f"img{i}.png")
         save_alpha_png(_pair(i, shift=6)[0], b / f"img{i}.isnet-general-use.png")
@@ -44,9 +46,26 @@ def test_pairing_by_stem(folders):
     assert [s for s, _, _ in p.pairs] == ["img0", "img1", "img2", "img3"]
     assert [x.name for x in p.unpaired_pred] == ["stray.png"]
     assert [x.name for x in p.unpaired_gt] == ["img4.png"]
-    q = pair_by_stem(folders / "b", folders)  # a dataset root holding gt/
+    q = pair_by_stem(folders / "b", folders)  # a dataset root holding im/ + gt/
     assert len(q.pairs) == 5 and q.pairs[0][1].name == "img0.isnet-general-use.png"
+    assert q.pairs[0][2].parent.name == "gt"
     assert not pair_by_stem(folders / "b", folders / "gt", variant="other").pairs
+
+
+def test_references_found_by_the_one_layout_detector(folders, tmp_path):
+    """A DUTS root (X-Image/ + X-Mask/, one folder down) works as GT_DIR, as it does for
+    `eval/run.py --dataset` and the app's zips."""
+    import shutil
+
+    duts = tmp_path / "DUTS-TE-root" / "DUTS-TE"
+    shutil.copytree(folders / "gt", duts / "DUTS-TE-Mask")
+    shutil.copytree(folders / "im", duts / "DUTS-TE-Image")
+    q = pair_by_stem(folders / "b", tmp_path / "DUTS-TE-root")
+    assert len(q.pairs) == 5 and {r.parent.name for _, _, r in q.pairs} == {"DUTS-TE-Mask"}
+    # a folder that is no dataset: the detector's reason, and what else to pass
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StudioError, match="no dataset layout found.*pass the folder of reference masks"):
+        pair_by_stem(folders / "b", tmp_path / "empty")
 
 
 def test_ambiguous_predictions_need_a_variant(folders):

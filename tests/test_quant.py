@@ -154,10 +154,33 @@ def test_derived_variant_needs_a_build_then_resolves_through_the_engine(lab, pho
     image, _ = photo
     matte = engine.predict("tiny-int8-static", image, pool=RunnerPool())
     assert matte.alpha.shape == image.shape[:2] and matte.variant == "tiny-int8-static"
-    # the build recorded its size, time and agreement with the source on its calibration images
+    # the build recorded its size, time, and agreement with the source on as many images as it
+    # calibrated on, none of them calibration images
     assert rec.build_seconds > 0 and rec.agreement["n"] == 4
     assert 0 <= rec.agreement["iou_mean"] <= 1 and rec.agreement["mae_mean"] >= 0
     assert rec.calibration["dataset"] == "embedded" and len(rec.calibration["ids"]) == 4
+    assert rec.agreement["set"]["part"] == "held-out"
+    assert not set(rec.agreement["ids"]) & set(rec.calibration["ids"])
+    # readable like any installed file: the build folder 0755, its files and the calibration cache 0644
+    from studio import settings
+
+    folder = Path(rec.path).parent
+    assert folder.stat().st_mode & 0o777 == 0o755
+    assert {p.stat().st_mode & 0o777 for p in folder.iterdir()} == {0o644}
+    stats = list((settings.builds_dir() / "calibration").rglob("*.npz"))
+    assert stats and {p.stat().st_mode & 0o777 for p in stats} == {0o644}
+
+
+def test_an_agreement_measured_on_the_calibration_images_is_measured_again(lab):
+    v = load_zoo().get("tiny-int8-static")
+    rec = builds.build(v, progress=False)
+    old = dict(rec.agreement, set={**rec.agreement["set"], "part": "calibration"})
+    old["set"].pop("skip", None)
+    rec.agreement = old
+    builds._write_record(Path(rec.path).parent, rec)
+    again = builds.build(v, progress=False)
+    assert again.created_at == rec.created_at  # not rebuilt, only checked again
+    assert again.agreement["set"]["part"] == "held-out"
 
 
 def test_builds_are_cached_by_recipe_and_rebuilt_when_it_changes(lab):
@@ -231,9 +254,11 @@ def test_calibration_does_not_depend_on_order_or_chunking(tmp_path):
     feeds = [{"input": rng.normal(0, 0.3, (1, 3, 32, 32)).astype(np.float32)} for _ in range(5)]
     a = collect_stats(path, lambda: iter(feeds), num_bins=256)
     b = collect_stats(path, lambda: iter(feeds[::-1]), num_bins=256)
+    # a memory budget below one tensor: every tensor in a session (and a run) of its own
+    c = collect_stats(path, lambda: iter(feeds), num_bins=256, max_batch_mb=0.001)
     for method in ("minmax", "percentile", "entropy", "mse"):
         ra, rb = ranges_from_stats(a, method, 99.9), ranges_from_stats(b, method, 99.9)
-        assert ra.ranges == rb.ranges, method
+        assert ra.ranges == rb.ranges == ranges_from_stats(c, method, 99.9).ranges, method
     r = ranges_from_stats(a, "percentile", 99.9).ranges
     full = ranges_from_stats(a, "minmax").ranges
     assert r["r1"][0] == 0.0 and 0 < r["r1"][1] <= full["r1"][1]  # post-ReLU: floor stays 0
@@ -256,6 +281,64 @@ def test_search_keeps_the_fragile_node_in_float(lab, tmp_path):
     rec = builds.build(v.__class__(**{**vars(v), "id": "tiny-searched", "recipe": {"file": str(tmp_path / "tiny.yaml")}}),
                        progress=False)
     assert rec.agreement["iou_mean"] >= 0.95
+
+
+def test_time_aware_search_prices_units_by_measured_time(lab, tmp_path, monkeypatch):
+    """Cost is the measured time a unit adds in float. Faked timings make the fragile head
+    cheap in one run and dear in the other: the search floats it only when it is affordable,
+    and records what each unit cost."""
+    from studio.quant import search as search_mod
+
+    def fake_times(dear: bool):
+        def time_models(self, paths, rounds, image=0, gap=0.0):
+            extra = 1.0 if dear else 0.0005
+            return {k: [0.010 + (extra if "head" in k else 0.0)] * rounds for k in paths}
+        return time_models
+
+    base = Recipe.from_dict({"kind": "int8-static", "calibration": CAL})
+    monkeypatch.setattr(search_mod.Evaluator, "time_models", fake_times(dear=False))
+    cheap = search_mod.search("tiny", base, budget=0.95, out=tmp_path / "cheap.yaml", progress=False)
+    assert cheap.met and HEAD in cheap.recipe.params["quantize"]["nodes_in_float"]
+    kept = {u.name: u.seconds for u in cheap.floated}
+    assert kept and all(abs(s - 0.0005) < 1e-9 for s in kept.values())
+    notes = load_recipe_file(tmp_path / "cheap.yaml").notes["search"]
+    assert notes["cost"] == "time" and notes["all_int8_seconds"] == 0.01
+    assert set(notes["timing_p50_s"]) == {"fp32", "all int8", "searched"}
+    data = json.loads((tmp_path / "cheap.json").read_text())
+    assert data["cost"] == "time" and all(u["seconds"] is not None for u in data["kept_in_float"])
+
+    monkeypatch.setattr(search_mod.Evaluator, "time_models", fake_times(dear=True))
+    dear = search_mod.search("tiny", base, budget=0.95, out=tmp_path / "dear.yaml", progress=False,
+                             max_float_time=0.25)
+    assert not dear.met and HEAD not in dear.recipe.params["quantize"]["nodes_in_float"]
+    assert any(s.action.startswith("skip (float time") and "head" in s.unit for s in dear.steps)
+    # the sensitivities were cached by the first search: the second measured none again
+    calls = []
+    real_score = search_mod.Evaluator.score
+    monkeypatch.setattr(search_mod.Evaluator, "score",
+                        lambda self, *a, **k: calls.append(k.get("only")) or real_score(self, *a, **k))
+    search_mod.search("tiny", base, budget=0.9, out=tmp_path / "again.yaml", progress=False)
+    assert calls and all(c is None for c in calls)
+    # the MACs proxy ignores time: it floats the head whatever it costs
+    macs = search_mod.search("tiny", base, budget=0.95, out=tmp_path / "macs.yaml", progress=False, cost="macs",
+                             max_float_macs=1.0)
+    assert macs.met and HEAD in macs.recipe.params["quantize"]["nodes_in_float"]
+
+
+def test_time_models_really_times_interleaved_runs(lab, tmp_path):
+    from studio.quant import search as search_mod
+    from studio.quant.images import ImageSet
+    from studio.quant.makers import calibration_dir, calibration_ranges, prepared_model
+
+    v = load_zoo().get("tiny-int8-static")
+    recipe = builds.recipe_of(v)
+    src = artifacts.require(load_zoo().get("tiny"))
+    prepared = prepared_model(Path(src.path), None, calibration_dir())
+    ranges, _ = calibration_ranges(v, recipe, prepared, progress=False)
+    ev = search_mod.Evaluator(v, prepared, ranges, recipe.params["quantize"], ImageSet.from_dict(CAL).samples(),
+                              workdir=tmp_path)
+    times = ev.time_models({"a": prepared, "b": ev.build([HEAD])}, rounds=3, gap=0.0)
+    assert set(times) == {"a", "b"} and all(len(t) == 3 and min(t) > 0 for t in times.values())
 
 
 # --- CLI ------------------------------------------------------------------------------------------

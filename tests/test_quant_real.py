@@ -153,3 +153,32 @@ def test_inspyrenet_half_precision_on_gpu(vid, photo):
     image, _ = photo
     m = engine.predict(vid, image, device="cuda", pool=RunnerPool())
     assert m.alpha.shape == image.shape[:2] and np.isfinite(m.alpha).all()
+
+
+def test_inspyrenet_fast_exports_at_its_native_384_with_dynamo(untrained_fast, photo):
+    """torch's TorchScript exporter fails at 384 (the last Swin stage is one window); the
+    dynamo exporter (torch.export + onnxscript) handles it. The export computes what the torch
+    model computes, carries no trace of this machine (paths in stack traces), and runs through
+    the engine labelled untrained."""
+    import onnxruntime as ort
+    import torch
+
+    from studio.quant.torchbuild import load_model
+
+    v = load_zoo().get("inspyrenet-fast-onnx-384")
+    assert builds.recipe_of(v).params["exporter"] == "dynamo" and v.input_size == (384, 384)
+    rec = builds.build(v, progress=False, check=False)
+    assert rec.untrained
+    m = onnx.load(rec.path)
+    assert [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 384, 384]
+    assert not any(n.metadata_props for n in m.graph.node) and b"/work/" not in Path(rec.path).read_bytes()
+    model, _ = load_model(untrained_fast.path, "fast")
+    x = torch.rand(1, 3, 384, 384, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = model(x).numpy()
+    got = ort.InferenceSession(rec.path, providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
+    assert got.shape == (1, 1, 384, 384) and np.abs(got - want).max() < 1e-3
+    image, _ = photo
+    matte = engine.predict(v.id, image, threads=2, pool=RunnerPool())
+    assert matte.alpha.shape == image.shape[:2]
+    assert "untrained — latency only" in inventory.describe(v.id).flags

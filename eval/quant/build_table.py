@@ -1,21 +1,28 @@
-"""The build table: every IS-Net build side by side on a real set, calibration part excluded.
+"""The build table: IS-Net at every resolution x precision, side by side, held-out images only.
 
-    python eval/quant/build_table.py                      # sod-dev, 2 threads, 9 timing rounds
-    python eval/quant/build_table.py --rounds 15 --threads 2 --out eval/results/quant
+    python eval/quant/build_table.py                         # sod-dev + embedded, 2 threads, 9 rounds
+    python eval/quant/build_table.py --limit 8 --rounds 3    # a smoke run
 
-For each build: size, p50 latency (model run, and the whole predict with pre/post), speed-up
-over fp32 measured in the same run with the same threads (rounds interleaved, so a noisy
-neighbour slows every build alike), IoU and MAE against ground truth (the metric suite's
-PySODMetrics conventions), and agreement with fp32 (mask IoU at 0.5 and MAE between the
-two mattes, mean over images, with the median and the worst image). Quality is reported on
-the held-out part (sod-dev less the calibration images of the shipped static recipe) and on
-the whole set. Static recipes tried along the way live in eval/quant/recipes/tried/ and are
-built as ad-hoc variants. Writes build_table.md and build_table.json.
+Rows: fp32 and int8-static at 1024 (the zoo's) and at 896, 768, 640 and 512 (the
+`resize-input` variants and their int8-static builds), the shipped CPU pick, fp32 on
++-1-grey-level noise (the agreement floor), and any recipe files given with --tried (built
+as ad-hoc variants of fp32 at 1024) or zoo variants given with --extra.
+
+For each: size, p50 model time and whole-predict time (rounds interleaved across every build
+in one process, one held-out image, same threads), speed-up over fp32 at 1024 from those,
+IoU and MAE against ground truth with bootstrap 95 % intervals, the paired-bootstrap IoU
+difference from fp32 at 1024, and agreement with fp32 at 1024 (mask IoU at 0.5: pooled over
+the images, with its bootstrap interval, and the per-image mean, median and worst). Quality
+is on the sod-dev images held out from ALL calibration images of every static build in the
+table, and on the embedded sample (no build calibrates on it). Predictions are cached under
+--out by artifact hash, session settings and image hash, so a rerun only times.
+Writes build_table.md and build_table.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import shlex
@@ -31,153 +38,240 @@ sys.path.insert(0, str(ROOT))
 
 from studio import artifacts, engine, settings  # noqa: E402
 from studio.quant import builds  # noqa: E402
-from studio.quant.agreement import predict_images  # noqa: E402
+from studio.quant.agreement import compare_mattes, predict_images  # noqa: E402
 from studio.quant.images import ImageSet  # noqa: E402
 from studio.quant.recipe import load_recipe_file  # noqa: E402
 from studio.zoo import load_zoo  # noqa: E402
 
 REFERENCE = "isnet-general-use"
-ZOO_BUILDS = [
-    ("isnet-general-use", "fp32 (upcast of the npm fp16)"),
-    ("isnet-general-use-fp16", "fp16, npm (IMG.LY)"),
-    ("isnet-general-use-fp16-ort", "fp16, ORT converter (our recipe)"),
-    ("isnet-general-use-int8-dynamic", "int8 dynamic, npm (IMG.LY)"),
-    ("isnet-general-use-int8-dynamic-ort", "int8 dynamic, ORT (our recipe)"),
-    ("isnet-general-use-int8-static", "int8 static, shipped recipe"),
-]
-TRIED = ROOT / "eval" / "quant" / "recipes" / "tried"
+SIZES = (1024, 896, 768, 640, 512)
+PICK = "isnet-general-use-cpu"  # the shipped CPU pick (models/zoo.d/resolution.yaml)
 NOISE_ID = "isnet-general-use@noise1"
+N_BOOT = 1000
 
 
-def artifact_path(v) -> Path | None:
-    rec = artifacts.require(v, verify=False)
-    return Path(rec.path) if rec else None
-
-
-def variants_to_run(tried: list[Path]) -> list[tuple[object, str]]:
-    from studio.quant.builds import adhoc_variant
-
-    zoo = load_zoo()
-    out = [(zoo.get(vid), label) for vid, label in ZOO_BUILDS]
-    for path in tried:
-        recipe = load_recipe_file(path)
-        v = adhoc_variant(REFERENCE, recipe, f"{REFERENCE}-tried-{path.stem}")
-        label = (recipe.notes or {}).get("label") or f"tried: {path.stem}"
-        out.append((v, label))
+def resolution_rows() -> list[tuple[str, str]]:
+    out = []
+    for s in SIZES:
+        fp32 = REFERENCE if s == 1024 else f"{REFERENCE}-{s}"
+        q = f"{REFERENCE}-int8-static" if s == 1024 else f"{REFERENCE}-{s}-int8-static"
+        out += [(fp32, f"fp32 {s}"), (q, f"int8-static {s}")]
     return out
 
 
-def time_interleaved(variants: list, image: np.ndarray, threads: int, rounds: int) -> dict[str, dict]:
-    """p50 of the model run and of the whole predict, rounds interleaved across builds."""
+def variants_to_run(tried: list[Path], extra: list[str]) -> list[tuple[object, str]]:
+    from studio.quant.builds import adhoc_variant
+
+    zoo = load_zoo()
+    out = [(zoo.get(vid), label) for vid, label in resolution_rows()]
+    if PICK in zoo.variants:
+        out.append((zoo.get(PICK), "the shipped CPU pick"))
+    for vid in extra:
+        out.append((zoo.get(vid), vid))
+    for path in tried:
+        recipe = load_recipe_file(path)
+        v = adhoc_variant(REFERENCE, recipe, f"{REFERENCE}-tried-{path.stem.replace('.', '-')}")
+        out.append((v, (recipe.notes or {}).get("label") or f"recipe {path.name}"))
+    return out
+
+
+def artifact(v) -> tuple[Path, str]:
+    rec = artifacts.require(v, verify=False)
+    return Path(rec.path), rec.sha256
+
+
+class PredictionStore:
+    """Mattes on disk (8-bit PNG) by artifact sha, session settings and image content hash."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def _path(self, v, sha: str, image_hash: str) -> Path:
+        tag = hashlib.sha256(json.dumps([sha, v.input_size, v.preprocess, v.postprocess, v.options],
+                                        sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return self.root / tag / f"{image_hash[:24]}.png"
+
+    def alphas(self, v, samples: list, images: dict[str, np.ndarray], threads: int) -> dict[str, np.ndarray]:
+        from studio.imageio import encode_png, load_mask_levels
+
+        path, sha = artifact(v)
+        out, todo = {}, []
+        for s in samples:
+            p = self._path(v, sha, s.content_hash)
+            if p.is_file():
+                out[s.id] = load_mask_levels(p).astype(np.float32) / 255.0
+            else:
+                todo.append(s)
+        if todo:
+            got = predict_images(v, path, [images[s.id] for s in todo], threads, f"{v.id} ({len(todo)})")
+            for s, a in zip(todo, got, strict=True):
+                p = self._path(v, sha, s.content_hash)
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(encode_png(np.round(a * 255).astype(np.uint8)))
+                out[s.id] = np.round(a * 255).astype(np.float32) / 255.0  # as stored: reruns give the same
+        return out
+
+
+def time_interleaved(variants: list, image: np.ndarray, threads: int, rounds: int, gap: float = 0.05
+                     ) -> dict[str, dict]:
+    """p50 of the model run and of the whole predict, rounds interleaved across builds (the
+    order turning each round), a short pause before each run."""
     runners = {}
     for v in variants:
         runners[v.id], _ = engine.load_runner(v, "cpu", threads, verify=False)
         runners[v.id].predict(image)  # warm-up
-    times: dict[str, dict[str, list[float]]] = {v.id: {"inference": [], "total": []} for v in variants}
-    for _ in range(rounds):
-        for v in variants:
+    ids = [v.id for v in variants]
+    times: dict[str, dict[str, list[float]]] = {i: {"inference": [], "total": [], "pre_post": []} for i in ids}
+    for r in range(rounds):
+        for vid in ids[r % len(ids):] + ids[:r % len(ids)]:
+            time.sleep(gap)
             t0 = time.perf_counter()
-            m = runners[v.id].predict(image)
-            times[v.id]["total"].append(time.perf_counter() - t0)
-            times[v.id]["inference"].append(m.timings["inference"])
+            m = runners[vid].predict(image)
+            times[vid]["total"].append(time.perf_counter() - t0)
+            times[vid]["inference"].append(m.timings["inference"])
+            times[vid]["pre_post"].append(m.timings["preprocess"] + m.timings["postprocess"])
     for r in runners.values():
         r.close()
-    return {vid: {k: statistics.median(x) for k, x in t.items()} | {"rounds": rounds} for vid, t in times.items()}
+    out = {}
+    for vid, t in times.items():
+        ratios = [a / b for a, b in zip(times[REFERENCE]["inference"], t["inference"], strict=True)]
+        out[vid] = {k: statistics.median(x) for k, x in t.items()} | {
+            "rounds": rounds, "speedup_paired": statistics.median(ratios),
+            "faster_share": sum(x > 1 for x in ratios) / len(ratios)}
+    return out
 
 
-def quality(alphas: list[np.ndarray], refs: list[np.ndarray], gts: list[np.ndarray]) -> dict[str, float]:
-    from studio.metrics import score_image
-    from studio.quant.agreement import compare_mattes
+def pooled_ci(ref: list[np.ndarray], got: list[np.ndarray], n_boot: int = N_BOOT, seed: int = 0) -> list[float]:
+    """Bootstrap 95 % interval of the pooled mask IoU (images resampled)."""
+    inter = np.array([np.count_nonzero((a > 0.5) & (b > 0.5)) for a, b in zip(ref, got, strict=True)], float)
+    union = np.array([np.count_nonzero((a > 0.5) | (b > 0.5)) for a, b in zip(ref, got, strict=True)], float)
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(len(ref), np.full(len(ref), 1.0 / len(ref)), size=n_boot).astype(float)
+    vals = (w @ inter) / np.maximum(w @ union, 1.0)
+    return [float(x) for x in np.percentile(vals, [2.5, 97.5])]
 
-    scores = [score_image(a, g, threads=1).values for a, g in zip(alphas, gts, strict=True)]
-    agree = compare_mattes(refs, alphas)
-    return {
-        "n": len(alphas),
-        "iou_gt": float(np.mean([s["iou"] for s in scores])),
-        "mae_gt": float(np.mean([s["mae"] for s in scores])),
-        "agree_iou": agree["iou_mean"],
-        "agree_iou_median": agree["iou_median"],
-        "agree_iou_min": agree["iou_min"],
+
+def quality(ids: list[str], alphas: dict[str, np.ndarray], ref: dict[str, np.ndarray], gts: dict[str, np.ndarray],
+            ref_scores: list | None) -> tuple[dict, list]:
+    from studio.metrics import aggregate, compare_paired, score_image
+
+    scores = [score_image(alphas[i], gts[i], name=i, threads=1) for i in ids]
+    agg = aggregate(scores, n_boot=N_BOOT)
+    agree = compare_mattes([ref[i] for i in ids], [alphas[i] for i in ids])
+    out = {
+        "n": len(ids),
+        "iou_gt": agg["iou"]["mean"], "iou_gt_ci": agg["iou"]["ci95"],
+        "mae_gt": agg["mae"]["mean"], "mae_gt_ci": agg["mae"]["ci95"],
         "agree_iou_pooled": agree["iou_pooled"],
+        "agree_iou_pooled_ci": pooled_ci([ref[i] for i in ids], [alphas[i] for i in ids]),
+        "agree_iou": agree["iou_mean"], "agree_iou_median": agree["iou_median"], "agree_iou_min": agree["iou_min"],
         "agree_mae": agree["mae_mean"],
     }
+    if ref_scores is not None:
+        d = compare_paired(scores, ref_scores, "iou", n_boot=2 * N_BOOT)
+        out["d_iou_gt"], out["d_iou_gt_ci"] = d["diff"], d["ci95"]
+    return out, scores
+
+
+def held_out_sod(static_recipes: list) -> tuple[list, list[str], ImageSet]:
+    """sod-dev less the calibration images of every static build in the table."""
+    cal_sets = [ImageSet.from_dict(r.params["calibration"]) for r in static_recipes
+                if r.params["calibration"]["dataset"] == "sod-dev"]
+    calib: set[str] = set()
+    for c in cal_sets:
+        calib |= {s.id for s in c.samples()}
+    every = list(cal_sets[0]._open(None))
+    return [s for s in every if s.id not in calib], sorted(calib), cal_sets[0]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=9, help="timing rounds (interleaved)")
-    ap.add_argument("--tried", nargs="*", type=Path, default=None,
-                    help="static recipes tried (default: every file in eval/quant/recipes/tried/)")
-    ap.add_argument("--limit", type=int, default=None, help="only the first N images of each part (smoke runs)")
+    ap.add_argument("--tried", nargs="*", type=Path, default=[],
+                    help="int8-static recipe files to build from fp32 at 1024 and add as rows")
+    ap.add_argument("--extra", nargs="*", default=[], help="more zoo variants as rows (e.g. isnet-general-use-fp16)")
+    ap.add_argument("--limit", type=int, default=None, help="only the first N images of each set (smoke runs)")
     ap.add_argument("--noise-floor", action=argparse.BooleanOptionalAction, default=True,
-                    help="also run fp32 on the images with +-1 grey-level noise: the agreement any "
-                         "imperceptible change gets (default on)")
+                    help="also run fp32 on the images with +-1 grey-level noise (default on)")
+    ap.add_argument("--embedded", action=argparse.BooleanOptionalAction, default=True,
+                    help="also score on the embedded sample (default on)")
     ap.add_argument("--out", type=Path, default=settings.results_dir() / "quant")
     args = ap.parse_args(argv)
-    cmd = "python eval/quant/build_table.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    cmd = "python eval/quant/build_table.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
 
-    tried = args.tried if args.tried is not None else sorted(TRIED.glob("*.yaml"))
-    chosen = variants_to_run(tried)
+    chosen = variants_to_run(args.tried, args.extra)
+    statics = []
     for v, _ in chosen:
         if builds.is_derived(v):
-            builds.build(v, progress=True, threads=args.threads, check=False,
-                         recipe=load_recipe_file(v.recipe["file"]) if "file" in (v.recipe or {}) else None)
+            recipe = load_recipe_file(v.recipe["file"]) if "file" in (v.recipe or {}) else None
+            builds.build(v, progress=True, threads=args.threads, check=False, recipe=recipe)
+            r = recipe or builds.recipe_of(v)
+            if r.kind == "int8-static":
+                statics.append(r)
+    held, calib_ids, cal = held_out_sod(statics)
+    from studio.data import open_dataset
 
-    static = builds.recipe_of(load_zoo().get("isnet-general-use-int8-static"))
-    cal = ImageSet.from_dict(static.params["calibration"])
-    held = cal.held_out()
-    calib = cal.samples()
-    every = sorted(held + calib, key=lambda s: s.id)
+    emb = list(open_dataset(None)) if args.embedded else []
     if args.limit:
-        held, every = held[: args.limit], every[: args.limit]
-    held_ids = {s.id for s in held}
-    images = {s.id: s.image() for s in every}
-    gts = {s.id: s.mask() for s in every}
-    print(f"{cal.dataset}: {len(every)} images, {len(held)} held out from calibration "
-          f"({len(calib)} calibration images, seed {cal.seed})", flush=True)
+        held, emb = held[: args.limit], emb[: args.limit]
+    sets = {"held_out": held, "embedded": emb}
+    samples = held + emb
+    images = {s.id: s.image() for s in samples}
+    gts = {s.id: s.mask() for s in samples}
+    print(f"{cal.dataset}: {len(held)} held-out images (calibration images of every static build excluded: "
+          f"{len(calib_ids)}); embedded sample: {len(emb)} images", flush=True)
 
-    alphas = {}
-    for v, _ in chosen:
-        out = predict_images(v, artifact_path(v), [images[i] for i in images], args.threads)
-        alphas[v.id] = dict(zip(images, out, strict=True))
-    ref = alphas[REFERENCE]
+    store = PredictionStore(args.out / "predictions")
+    alphas = {v.id: store.alphas(v, samples, images, args.threads) for v, _ in chosen}
     if args.noise_floor:
         rng = np.random.default_rng(0)
         noisy = {i: np.clip(im.astype(np.int16) + rng.integers(-1, 2, im.shape), 0, 255).astype(np.uint8)
                  for i, im in images.items()}
         fp32 = load_zoo().get(REFERENCE)
-        alphas[NOISE_ID] = dict(zip(noisy, predict_images(fp32, artifact_path(fp32), list(noisy.values()), args.threads), strict=True))
+        got = predict_images(fp32, artifact(fp32)[0], [noisy[s.id] for s in samples], args.threads, "fp32 +-1 noise")
+        alphas[NOISE_ID] = {s.id: a for s, a in zip(samples, got, strict=True)}
+    ref = alphas[REFERENCE]
 
-    timing_image = images[held[0].id]
-    timing = time_interleaved([v for v, _ in chosen], timing_image, args.threads, args.rounds)
+    timing_sample = held[0]
+    timing = time_interleaved([v for v, _ in chosen], images[timing_sample.id], args.threads, args.rounds)
 
+    ref_scores: dict[str, list] = {}
+    for part, ss in sets.items():
+        if ss:
+            _, ref_scores[part] = quality([s.id for s in ss], ref, ref, gts, None)
     rows = []
-    if args.noise_floor:
-        rows.append({"id": NOISE_ID, "label": "fp32 on input +-1 grey-level noise (the floor)", "precision": "fp32",
-                     "size_mb": None, "build_seconds": None, "p50_inference_s": None, "p50_total_s": None,
-                     "speedup_inference": None, "speedup_total": None, "untrained": False,
-                     **{part: quality([alphas[NOISE_ID][i] for i in ids], [ref[i] for i in ids], [gts[i] for i in ids])
-                        for part, ids in (("held_out", [i for i in images if i in held_ids]), ("all", list(images)))}})
-    for v, label in chosen:
-        rec = artifacts.installed(v)
-        brec = builds.installed(v) if v.is_build else None
-        row = {"id": v.id, "label": label, "precision": v.precision,
+    entries = ([(None, NOISE_ID, "fp32 on input +-1 grey-level noise (the agreement floor)")] if args.noise_floor else [])
+    entries += [(v, v.id, label) for v, label in chosen]
+    for v, vid, label in entries:
+        rec = artifacts.installed(v) if v is not None else None
+        t = timing.get(vid)
+        row = {"id": vid, "label": label, "precision": v.precision if v else "fp32",
+               "input_size": list(v.input_size) if v else [1024, 1024],
                "size_mb": round(rec.size / 1e6, 1) if rec else None,
-               "build_seconds": brec.build_seconds if brec else None,
-               "p50_inference_s": timing[v.id]["inference"], "p50_total_s": timing[v.id]["total"],
-               "speedup_inference": timing[REFERENCE]["inference"] / timing[v.id]["inference"],
-               "speedup_total": timing[REFERENCE]["total"] / timing[v.id]["total"],
-               "untrained": bool(rec and rec.untrained)}
-        for part, ids in (("held_out", [i for i in images if i in held_ids]), ("all", list(images))):
-            row[part] = quality([alphas[v.id][i] for i in ids], [ref[i] for i in ids], [gts[i] for i in ids])
+               "ort": (v.options.get("ort") if v else None) or {},
+               "p50_inference_s": t["inference"] if t else None, "p50_total_s": t["total"] if t else None,
+               "p50_pre_post_s": t["pre_post"] if t else None,
+               "speedup_inference": timing[REFERENCE]["inference"] / t["inference"] if t else None,
+               "speedup_total": timing[REFERENCE]["total"] / t["total"] if t else None,
+               "speedup_paired": t["speedup_paired"] if t else None, "faster_share": t["faster_share"] if t else None}
+        src = v.derived_from if v is not None and v.precision != "fp32" else None
+        for part, ss in sets.items():
+            if ss:
+                ids = [s.id for s in ss]
+                row[part], _ = quality(ids, alphas[vid], ref, gts, ref_scores[part] if vid != REFERENCE else None)
+                if src in alphas:  # quantization alone: agreement with its own fp32 at the same size
+                    own = compare_mattes([alphas[src][i] for i in ids], [alphas[vid][i] for i in ids])
+                    row[part]["agree_source"] = src
+                    row[part]["agree_source_pooled"] = own["iou_pooled"]
         rows.append(row)
+        print(f"scored {vid}", flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"command": cmd, "dataset": cal.dataset, "n_all": len(images),
-            "n_held_out": sum(1 for i in images if i in held_ids),
-            "calibration": {"count": len(calib), "seed": cal.seed, "ids": [s.id for s in calib]},
-            "threads": args.threads, "rounds": args.rounds, "timing_image": held[0].id,
+    meta = {"command": cmd, "dataset": cal.dataset, "n_held_out": len(held), "n_embedded": len(emb),
+            "calibration_ids": calib_ids, "threads": args.threads, "rounds": args.rounds,
+            "timing_image": timing_sample.id, "n_boot": N_BOOT,
             "machine": f"{platform.processor() or platform.machine()}, {platform.node()}",
             "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     (args.out / "build_table.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
@@ -187,34 +281,56 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _ci(x: list[float], fmt: str = "{:.4f}") -> str:
+    return f"[{fmt.format(x[0])}, {fmt.format(x[1])}]"
+
+
 def markdown(rows: list[dict], meta: dict) -> str:
-    head = ("| build | size MB | p50 model s | p50 predict s | speed-up (model / predict) | IoU GT held-out | "
-            "MAE GT held-out | agree IoU held-out (median, min) | agree IoU pooled held-out | agree MAE held-out | "
-            "IoU GT all | agree IoU all | agree IoU pooled all |")
     lines = [
-        f"Build table: {meta['dataset']}, {meta['n_held_out']} held-out images (of {meta['n_all']} run; "
-        f"the {meta['calibration']['count']} calibration images excluded), {meta['threads']} threads, "
-        f"{meta['rounds']} interleaved timing rounds on image {meta['timing_image']}.",
+        f"Build table: {meta['dataset']}, {meta['n_held_out']} images held out from the calibration images of every "
+        f"static build ({len(meta['calibration_ids'])} excluded), and the embedded sample ({meta['n_embedded']} images). "
+        f"{meta['threads']} threads, {meta['rounds']} interleaved timing rounds on image {meta['timing_image']}; "
+        f"speed-up is against fp32 at 1024 in the same run (model time; the paired median of per-round ratios in brackets).",
         f"Command: `{meta['command']}`",
-        "Agreement is with fp32: mask IoU at 0.5, mean over images (median, worst); pooled = "
-        "dataset-level IoU (all images' intersections over all their unions). "
-        "IoU/MAE GT follow the metric suite (PySODMetrics conventions).",
+        "IoU/MAE GT: against the ground-truth masks (PySODMetrics conventions), mean over images with a bootstrap "
+        f"95 % interval ({meta['n_boot']} resamples); ΔIoU: paired bootstrap against fp32 at 1024. Agreement: with "
+        "fp32 at 1024, mask IoU at 0.5 pooled over the images (all intersections over all unions) with its bootstrap "
+        "interval; per-image mean (median, worst) beside it.",
         "",
-        head,
-        "|" + "|".join(["---"] * (head.count("|") - 1)) + "|",
+        "| build | size MB | p50 model s | p50 predict s | speed-up model (paired) / predict | IoU GT [95 % CI] | "
+        "ΔIoU vs fp32 1024 [95 % CI] | MAE GT [95 % CI] | agree pooled [95 % CI] | agree mean (median, min) | "
+        "agree with own fp32 (pooled) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        h, a = r["held_out"], r["all"]
+        h = r.get("held_out")
+        if not h:
+            continue
         timing = ("— | — | —" if r["p50_inference_s"] is None else
-                  f"{r['p50_inference_s']:.3f} | {r['p50_total_s']:.3f} | "
-                  f"{r['speedup_inference']:.2f}x / {r['speedup_total']:.2f}x")
+                  f"{r['p50_inference_s']:.3f} | {r['p50_total_s']:.3f} | {r['speedup_inference']:.2f}x "
+                  f"({r['speedup_paired']:.2f}x) / {r['speedup_total']:.2f}x")
+        d = (f"{h['d_iou_gt']:+.4f} {_ci(h['d_iou_gt_ci'], '{:+.4f}')}" if "d_iou_gt" in h else "—")
         lines.append(
-            f"| {r['label']} (`{r['id']}`) | {r['size_mb'] or '—'} | {timing} | {h['iou_gt']:.4f} | {h['mae_gt']:.4f} | "
-            f"{h['agree_iou']:.4f} ({h['agree_iou_median']:.4f}, {h['agree_iou_min']:.3f}) | {h['agree_iou_pooled']:.4f} | "
-            f"{h['agree_mae']:.5f} | {a['iou_gt']:.4f} | {a['agree_iou']:.4f} | {a['agree_iou_pooled']:.4f} |")
+            f"| {r['label']} (`{r['id']}`) | {r['size_mb'] or '—'} | {timing} | {h['iou_gt']:.4f} {_ci(h['iou_gt_ci'])} | "
+            f"{d} | {h['mae_gt']:.4f} {_ci(h['mae_gt_ci'])} | {h['agree_iou_pooled']:.4f} {_ci(h['agree_iou_pooled_ci'])} | "
+            f"{h['agree_iou']:.4f} ({h['agree_iou_median']:.4f}, {h['agree_iou_min']:.3f}) | "
+            + (f"{h['agree_source_pooled']:.4f} |" if "agree_source_pooled" in h else "— |"))
+    if any(r.get("embedded") for r in rows):
+        lines += ["", f"Embedded sample ({meta['n_embedded']} images, generated in code; no build calibrates on it):", "",
+                  "| build | IoU GT [95 % CI] | ΔIoU vs fp32 1024 [95 % CI] | MAE GT [95 % CI] | agree pooled [95 % CI] | "
+                  "agree mean (median, min) | agree with own fp32 (pooled) |", "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            e = r.get("embedded")
+            if not e:
+                continue
+            d = (f"{e['d_iou_gt']:+.4f} {_ci(e['d_iou_gt_ci'], '{:+.4f}')}" if "d_iou_gt" in e else "—")
+            lines.append(f"| {r['label']} (`{r['id']}`) | {e['iou_gt']:.4f} {_ci(e['iou_gt_ci'])} | {d} | "
+                         f"{e['mae_gt']:.4f} {_ci(e['mae_gt_ci'])} | {e['agree_iou_pooled']:.4f} "
+                         f"{_ci(e['agree_iou_pooled_ci'])} | {e['agree_iou']:.4f} ({e['agree_iou_median']:.4f}, "
+                         f"{e['agree_iou_min']:.3f}) | "
+                         + (f"{e['agree_source_pooled']:.4f} |" if "agree_source_pooled" in e else "— |"))
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from studio import settings
 from studio.backends.base import Runner, Stopwatch
 from studio.errors import ModelError
 from studio.imageio import alpha_to_uint8
@@ -14,20 +21,96 @@ from studio.matte import Matte
 RESAMPLE = {"lanczos": Image.Resampling.LANCZOS, "bilinear": Image.Resampling.BILINEAR,
             "bicubic": Image.Resampling.BICUBIC}
 PROVIDERS = {"cpu": ["CPUExecutionProvider"],
-             "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+             "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+             # TensorRT builds an engine per model and shape (minutes, cached under the studio's
+             # cache); nodes it cannot take fall back to CUDA.
+             "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
-def session_options(threads: int) -> ort.SessionOptions:
+# ONNX Runtime session settings a variant may carry as `options: {ort: {...}}` (measured by
+# eval/quant/runtime_settings.py). Absent keys keep ONNX Runtime's defaults, as before.
+OPT_LEVELS = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+EXEC_MODES = {"sequential": ort.ExecutionMode.ORT_SEQUENTIAL, "parallel": ort.ExecutionMode.ORT_PARALLEL}
+ORT_KEYS = {
+    "graph_optimization": "disable | basic | extended | all (default all)",
+    "optimized_model": "true: optimise once, save the optimised graph in the cache, load that afterwards",
+    "execution_mode": "sequential | parallel",
+    "inter_op_threads": "threads running independent nodes at once (parallel mode)",
+    "allow_spinning": "false: intra-op threads sleep instead of spinning between tasks",
+    "cpu_mem_arena": "false: no CPU memory arena",
+    "mem_pattern": "false: no memory pattern planning",
+    "dynamic_block_base": "intra-op work split into dynamically sized blocks (ORT's session.dynamic_block_base)",
+    "denormal_as_zero": "true: flush denormal floats to zero (ORT's session.set_denormal_as_zero)",
+    "trt_fp16": "device tensorrt: build the TensorRT engine in fp16",
+}
+
+
+def ort_options(variant) -> dict:
+    """The variant's ONNX Runtime settings (`options.ort`), checked."""
+    opts = dict((getattr(variant, "options", None) or {}).get("ort") or {})
+    unknown = sorted(set(opts) - set(ORT_KEYS))
+    if unknown:
+        raise ModelError(f"{getattr(variant, 'id', '?')}: unknown options.ort key(s) {unknown} "
+                         f"(known: {', '.join(ORT_KEYS)})")
+    if opts.get("graph_optimization", "all") not in OPT_LEVELS:
+        raise ModelError(f"options.ort.graph_optimization must be one of {', '.join(OPT_LEVELS)}")
+    if opts.get("execution_mode", "sequential") not in EXEC_MODES:
+        raise ModelError(f"options.ort.execution_mode must be one of {', '.join(EXEC_MODES)}")
+    return opts
+
+
+def session_options(threads: int, ort_opts: dict | None = None) -> ort.SessionOptions:
+    o = dict(ort_opts or {})
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = OPT_LEVELS[o.get("graph_optimization", "all")]
     if threads > 0:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+    if "execution_mode" in o:
+        opts.execution_mode = EXEC_MODES[o["execution_mode"]]
+    if o.get("inter_op_threads"):
+        opts.inter_op_num_threads = int(o["inter_op_threads"])
+    if "allow_spinning" in o:
+        flag = "1" if o["allow_spinning"] else "0"
+        opts.add_session_config_entry("session.intra_op.allow_spinning", flag)
+        opts.add_session_config_entry("session.inter_op.allow_spinning", flag)
+    if "cpu_mem_arena" in o:
+        opts.enable_cpu_mem_arena = bool(o["cpu_mem_arena"])
+    if "mem_pattern" in o:
+        opts.enable_mem_pattern = bool(o["mem_pattern"])
+    if o.get("dynamic_block_base"):
+        opts.add_session_config_entry("session.dynamic_block_base", str(int(o["dynamic_block_base"])))
+    if "denormal_as_zero" in o:
+        opts.add_session_config_entry("session.set_denormal_as_zero", "1" if o["denormal_as_zero"] else "0")
     opts.log_severity_level = 3
     return opts
 
 
-def create_session(path: str, device: str = "cpu", threads: int = 0) -> ort.InferenceSession:
+def optimized_path(path: str, level: str) -> Path:
+    """Where the optimised copy of a model file lives: keyed by the file (path, size, time),
+    the ONNX Runtime version, the level and this CPU (level `all` lays out for its vector width)."""
+    st = Path(path).stat()
+    ident = json.dumps([str(Path(path).resolve()), st.st_size, st.st_mtime_ns, ort.__version__, level,
+                        platform.machine(), platform.processor(), _cpu_flags()])
+    return settings.cache_dir() / "optimized" / f"{hashlib.sha256(ident.encode()).hexdigest()[:20]}.onnx"
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return hashlib.sha256(line.encode()).hexdigest()[:12]
+    except OSError:
+        pass
+    return ""
+
+
+def create_session(path: str, device: str = "cpu", threads: int = 0,
+                   ort_opts: dict | None = None) -> ort.InferenceSession:
     """An ORT session on the asked device; refuse a silent fall-back from CUDA to CPU."""
     kind = device.split(":")[0]
     if kind not in PROVIDERS:
@@ -36,9 +119,32 @@ def create_session(path: str, device: str = "cpu", threads: int = 0) -> ort.Infe
     if wanted[0] not in ort.get_available_providers():
         raise ModelError(f"{wanted[0]} is not available in this onnxruntime build "
                          f"(available: {', '.join(ort.get_available_providers())})")
-    sess = ort.InferenceSession(path, sess_options=session_options(threads), providers=wanted)
-    if kind == "cuda" and "CUDAExecutionProvider" not in sess.get_providers():
-        raise ModelError("CUDA was asked for but onnxruntime fell back to CPU (CUDA/cuDNN libraries missing?)")
+    o = dict(ort_opts or {})
+    opts = session_options(threads, o)
+    providers: list = list(wanted)
+    if kind == "tensorrt":
+        cache = settings.cache_dir() / "tensorrt"
+        cache.mkdir(parents=True, exist_ok=True)
+        providers[0] = ("TensorrtExecutionProvider", {
+            "trt_fp16_enable": bool(o.get("trt_fp16")), "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache), "trt_timing_cache_enable": True})
+    if o.get("optimized_model") and kind == "cpu":
+        saved = optimized_path(path, o.get("graph_optimization", "all"))
+        if saved.is_file():  # optimised before: load as is
+            path = str(saved)
+            opts.graph_optimization_level = OPT_LEVELS["disable"]
+        else:  # optimise now and keep the result (written beside, then moved: never half a file)
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            tmp = saved.with_name(f".{saved.name}.{os.getpid()}.tmp")
+            opts.optimized_model_filepath = str(tmp)
+            sess = ort.InferenceSession(path, sess_options=opts, providers=wanted)
+            if tmp.is_file():
+                os.replace(tmp, saved)
+            return sess
+    sess = ort.InferenceSession(path, sess_options=opts, providers=providers)
+    if kind in ("cuda", "tensorrt") and wanted[0] not in sess.get_providers():
+        raise ModelError(f"{wanted[0]} was asked for but onnxruntime fell back to "
+                         f"{sess.get_providers()[0]} (CUDA/cuDNN/TensorRT libraries missing?)")
     return sess
 
 
@@ -79,7 +185,9 @@ def postprocess(pred: np.ndarray, out_size: tuple[int, int], cfg: dict) -> np.nd
         quantised = alpha_to_uint8(pred)
     small = Image.fromarray(quantised, mode="L")
     out = small.resize(out_size, RESAMPLE[cfg.get("resize", "lanczos")])
-    return np.asarray(out, dtype=np.float32) * (1.0 / 255.0)
+    alpha = np.asarray(out, dtype=np.float32)  # a new array, so scaling it in place is safe
+    alpha *= 1.0 / 255.0  # in place: a 50 MP matte is 200 MB per float32 copy
+    return alpha
 
 
 class OnnxRunner(Runner):
@@ -87,7 +195,7 @@ class OnnxRunner(Runner):
         super().__init__(variant, weights, device, threads)
         if not isinstance(variant.input_size, tuple):
             raise ModelError(f"{variant.id}: the onnx backend needs a fixed input_size")
-        self.session = create_session(str(weights), device, threads)
+        self.session = create_session(str(weights), device, threads, ort_options(variant))
         self.input_name = self.session.get_inputs()[0].name
 
     def predict(self, image: np.ndarray) -> Matte:

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from studio import settings
+from studio.errors import StudioError
 
 
 @dataclass
@@ -16,12 +17,14 @@ class SuiteConfig:
     models: list[str] | None = None  # ids, globs or families; None: every installed variant
     dataset: str | None = None  # None: the embedded sample; a catalogue name; a folder
     limit: int | None = None
+    held_out: bool = False  # leave out every image a build in the run was calibrated on (before limit)
     untrained_limit: int | None = 8  # untrained variants (latency only) run on this many images
     device: str = "cpu"
     threads: int = 0  # 0: the runtime's default
     warmup: int = 1  # untimed runs before timing, per variant
     repeats: int = 1  # timed runs per image (the first one is scored)
     cold_start: bool = True
+    bundle_cold_start: bool = True  # with cold_start: also the exported server's (ONNX variants)
     budget_p95_ms: float | None = None
     budget_memory_mb: float | None = None
     price_per_hour: float | None = None
@@ -46,9 +49,13 @@ def load_suite_file(path: str | Path) -> dict[str, Any]:
     """A named suite (`eval/suites/*.yaml`): keys are SuiteConfig fields. Unknown keys are refused."""
     p = Path(path)
     if not p.exists():
-        candidate = settings.REPO_ROOT / "eval" / "suites" / f"{path}.yaml"
-        if candidate.exists():
-            p = candidate
+        suites = settings.REPO_ROOT / "eval" / "suites"
+        candidate = suites / f"{path}.yaml"
+        if not candidate.exists():
+            names = ", ".join(sorted(f.stem for f in suites.glob("*.yaml"))) or "none"
+            raise StudioError(f"no suite {str(path)!r}: not a file, and not in eval/suites/ "
+                              f"(suites: {names})")
+        p = candidate
     raw = yaml.safe_load(p.read_text()) or {}
     known = {f.name for f in fields(SuiteConfig)}
     unknown = set(raw) - known

@@ -12,16 +12,19 @@ pooled runners. The Ray executor (`studio.bench.ray_executor`) spreads them over
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from studio.errors import StudioError
+from studio.memory import PeakGrowth, release_freed_memory
 from studio.zoo import Variant
 
 
@@ -65,6 +68,9 @@ class JobReport:
     error: str | None = None  # the variant could not run at all (load failure)
     load_average: list[float] = field(default_factory=list)  # at the start and the end of the job
     nodes: list[str] = field(default_factory=list)  # every node kind that ran part of it
+    # one entry per worker that loaded the model (Ray: per worker, so per node): node, load_s,
+    # warmup_s, memory_mb; empty for the local executor (load_s above is its one load)
+    loads: list[dict[str, Any]] = field(default_factory=list)
 
 
 OnImage = Callable[[ImageResult], None]
@@ -80,7 +86,21 @@ def node_kind() -> str:
             cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
     except OSError:
         pass
-    return f"{cpu} ×{os.cpu_count()}"
+    return f"{cpu} ×{usable_cpus()}"
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use: the machine's, less what an affinity mask or a cgroup quota
+    (a container, a Kubernetes pod) takes away; os.cpu_count() alone reports the host's."""
+    n = os.cpu_count() or 1
+    with contextlib.suppress(AttributeError, OSError):
+        n = min(n, len(os.sched_getaffinity(0)))
+    with contextlib.suppress(OSError, ValueError):
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    return n
 
 
 def load_average() -> list[float]:
@@ -92,44 +112,8 @@ def load_average() -> list[float]:
 
 # --- memory of a loaded model ------------------------------------------------------------------
 
-def _status_mb(field_name: str) -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(f"{field_name}:"):
-                    return float(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux 4.0+)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 MEMORY_SOURCE_INPROCESS = "peak RSS growth while loading and warming up the model, in-process"
 MEMORY_SOURCE_LOAD_ONLY = "peak RSS growth while loading the model (no warm-up run), in-process"
-
-
-class PeakGrowth:
-    """Peak RSS growth over a block: VmHWM after, less VmRSS before (peak reset at the start)."""
-
-    def __enter__(self) -> PeakGrowth:
-        self.ok = _reset_peak()
-        self.before = _status_mb("VmRSS")
-        self.mb: float | None = None
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        peak = _status_mb("VmHWM")
-        if self.ok and peak is not None and self.before is not None:
-            self.mb = max(0.0, peak - self.before)
 
 
 # --- the local executor -----------------------------------------------------------------------
@@ -137,11 +121,18 @@ class PeakGrowth:
 _LOAD_MEMORY: dict[tuple, float] = {}  # pool key -> memory measured when it was loaded
 
 
-def run_job(job: Job, image_of: Callable[[Any], np.ndarray], on_image: OnImage, on_event: OnEvent,
-            get_runner: Callable[[Variant, str, int], Any], node: str, loaded_before: bool = False) -> JobReport:
-    """One job with a runner from `get_runner`: warm-up, memory, then every image. Shared by
-    the local executor and the Ray workers, so both time the same way. `loaded_before`: the
-    runner is already loaded (a pool hit), so its load memory was measured earlier or not at all."""
+def load_memory(key: tuple) -> float | None:
+    """The memory measured when the runner of pool key (variant, device, threads) was loaded."""
+    return _LOAD_MEMORY.get(key)
+
+
+def iter_job(job: Job, image_of: Callable[[Any], np.ndarray], on_event: OnEvent,
+             get_runner: Callable[[Variant, str, int], Any], node: str,
+             loaded_before: bool = False) -> Generator[ImageResult, None, JobReport]:
+    """One job with a runner from `get_runner`: warm-up, memory, then every image, yielded as it
+    is done; returns the JobReport. Shared by the local executor and the Ray workers (through
+    `run_job`, or directly where results stream), so both time the same way. `loaded_before`:
+    the runner is already loaded (a pool hit), so its load memory was measured earlier or not at all."""
     from studio import engine
 
     v = job.variant
@@ -186,11 +177,23 @@ def run_job(job: Job, image_of: Callable[[Any], np.ndarray], on_image: OnImage, 
         except (StudioError, OSError, MemoryError) as exc:
             res.error = str(exc)
             res.alpha = None
-        on_image(res)
+        yield res
         on_event(stage="image", variant=v.id, done=i + 1, total=len(samples),
                  message=f"{v.id}: {i + 1}/{len(samples)} images")
     report.load_average += load_average()
     return report
+
+
+def run_job(job: Job, image_of: Callable[[Any], np.ndarray], on_image: OnImage, on_event: OnEvent,
+            get_runner: Callable[[Variant, str, int], Any], node: str, loaded_before: bool = False) -> JobReport:
+    """`iter_job` with each image handed to `on_image` as it is done."""
+    gen = iter_job(job, image_of, on_event, get_runner, node, loaded_before=loaded_before)
+    while True:
+        try:
+            res = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        on_image(res)
 
 
 class LocalExecutor:
@@ -203,6 +206,15 @@ class LocalExecutor:
 
     def describe(self) -> dict[str, Any]:
         return {"executor": self.name, "nodes": [{"kind": node_kind(), "count": 1}]}
+
+    def measure_cold_start(self, variant_id: str, image_path: str | os.PathLike, device: str,
+                           threads: int) -> dict[str, Any]:
+        """Cold start in a fresh subprocess on this machine (`studio.bench.coldstart`)."""
+        from studio.bench import coldstart
+
+        res = coldstart.measure(variant_id, image_path, device, threads)
+        res["node"] = node_kind()
+        return res
 
     def run(self, jobs: list[Job], image_of: Callable[[Any], np.ndarray], on_image: OnImage,
             on_job_done: OnJobDone, on_event: OnEvent) -> None:
@@ -217,15 +229,5 @@ class LocalExecutor:
             finally:
                 if not self.keep_loaded:
                     engine.DEFAULT_POOL.drop(job.variant.id)
+                    release_freed_memory()
             on_job_done(report)
-
-
-def make_executor(name: str, keep_loaded: bool = False, **options: Any):
-    """The executor a config names. Ray is imported only when asked for."""
-    if name == "local":
-        return LocalExecutor(keep_loaded=keep_loaded)
-    if name == "ray":
-        from studio.bench.ray_executor import RayExecutor
-
-        return RayExecutor(**options)
-    raise StudioError(f"unknown executor {name!r}: local or ray")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from studio.bench.results import Summary, VariantRow
+from studio.bench.results import PREFERENCE, Summary, VariantRow
 
 # The default tolerance per metric: how much worse (in the metric's own units) still counts as
 # the same quality. IoU-like scores in [0, 1]: half a point. Errors: their usual scales.
@@ -46,6 +46,8 @@ def default_tolerance(metric: str) -> float:
 def higher_is_better(metric: str) -> bool:
     from studio.metrics import HIGHER_IS_BETTER
 
+    if metric == PREFERENCE:
+        return True
     return HIGHER_IS_BETTER.get(metric, True)
 
 
@@ -92,9 +94,11 @@ def _excluded_why(r: VariantRow, metric: str, budget_p95_ms: float | None,
                   budget_memory_mb: float | None) -> str | None:
     if r.untrained:
         return "latency only (untrained weights)"
-    if r.failed or r.n_scored == 0:
+    if r.failed or (r.n_scored == 0 and metric != PREFERENCE):
         return "failed or unscored"
     if r.quality(metric) is None:
+        if metric == PREFERENCE:
+            return f"too few arena votes ({(r.preference or {}).get('votes', 0)})"
         return f"no {metric}"
     if budget_p95_ms is not None:
         if r.p95_ms is None:
@@ -162,6 +166,15 @@ def recommend(summary: Summary, budget_p95_ms: float | None = None, budget_memor
             entry.update(diff=0.0, ci95=[0.0, 0.0])
             equivalent.append(entry)
             continue
+        if metric == PREFERENCE:
+            # votes are not paired per image: the variant's own rating interval against the
+            # best's rating (the arena's bootstrap already carries the vote noise)
+            ci, qb = r.ci95(metric), best.quality(metric)
+            lo, hi = ci[0] - qb, ci[1] - qb
+            entry.update(diff=r.quality(metric) - qb, ci95=[lo, hi], n_votes=(r.preference or {}).get("votes"))
+            if lo >= -tol:
+                equivalent.append(entry)
+            continue
         comp = paired_difference(summary, r.id, best.id, metric)
         if comp is None:
             continue  # no paired scores: cannot claim equivalence
@@ -195,15 +208,22 @@ def _speedup(chosen: VariantRow, best: VariantRow, priced: bool, price: float | 
 def _sentences(summary: Summary, chosen: VariantRow, best: VariantRow, metric: str, tol: float,
                priced: bool, price: float | None, out: dict[str, Any]) -> tuple[str, str]:
     ref_id = summary.reference_id
-    what = f"agreement with {ref_id} ({metric})" if ref_id else metric
+    what = f"agreement with {ref_id} ({metric})" if ref_id and metric != PREFERENCE else metric
+    if metric == PREFERENCE:
+        what = f"preference (arena rating, {chosen.preference.get('votes', 0)} votes)"
     within = "" if out["budgets_text"] == "no budget given" else f" within the budgets ({out['budgets_text']})"
     q_best = best.quality(metric)
     if chosen is best:
         others = [e["id"] for e in out["equivalent"] if e["id"] != best.id]
         sentence = f"{best.id}: the best {what}, {q_best:.4f}{within}"
         if ref_id and best.id == ref_id:
-            sentence = (f"{best.id}: the reference itself{within}; no other variant is equivalent to it on "
-                        f"these images ({what} within the {tol:g} tolerance)")
+            sentence = f"{best.id}: the reference itself{within}"
+            if others:
+                sentence += (f"; equivalent to it on these images ({what} within the {tol:g} tolerance) "
+                             f"but not cheaper: {', '.join(others)}")
+            else:
+                sentence += (f"; no other variant is equivalent to it on these images ({what} within the "
+                             f"{tol:g} tolerance)")
         elif others:
             sentence += f"; equivalent within the {tol:g} tolerance but not cheaper: {', '.join(others)}"
         else:

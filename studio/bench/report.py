@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from studio import labels
 from studio.bench import plots
 from studio.bench.results import Summary
 from studio.bench.table import legend, metric_label, summary_table
@@ -186,7 +187,7 @@ executor {html.escape(str(env.get('executor', 'local')))} · {html.escape(str(su
 <p class='note'>Metrics: mean over images with bootstrap 95% intervals (hover a value);
 {html.escape(str((env.get('metric_conventions') or {}).get('averaging', 'per-image averaging')))}.
 Latency: warm, per image, preprocess + inference + postprocess, all measured in this run's sitting.
-Cold start: fresh subprocess. Variants flagged "untrained — latency only" have random weights: their quality
+Cold start: fresh subprocess. Variants flagged "{labels.UNTRAINED}" have random weights: their quality
 numbers are struck through. "calibrated on N of these images": hover its score for the held-out part.</p>
 <h2>Trade-off: quality against latency (Pareto frontier)</h2><div>{fig_html[0]}</div>
 <h2>Metrics</h2><div>{fig_html[1]}</div>

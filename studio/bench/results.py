@@ -15,6 +15,7 @@ from typing import Any
 from studio import labels
 
 REFERENCE_GROUND_TRUTH = {"kind": "ground_truth"}
+PREFERENCE = "preference"  # the arena's human-preference rating, a quality axis like a metric
 
 
 def reference_variant(variant_id: str) -> dict[str, str]:
@@ -61,9 +62,13 @@ class VariantRow:
     latency_only_images: int | None = None
     latency: Latency | None = None
     latency_by_node: dict[str, Latency] = field(default_factory=dict)  # when nodes differ
+    # timed on more than one node kind: `latency` is the kind that timed most images (its
+    # `node` says which), never a pool of them; every kind is in latency_by_node
+    mixed_nodes: bool = False
     throughput_ips: float | None = None
     cold_start: dict[str, float | None] | None = None
     bundle_cold_start: dict[str, float | None] | None = None  # the exported server's, when measured
+    cold_start_by_node: dict[str, dict[str, Any]] = field(default_factory=dict)  # Ray: per node kind, when they differ
     memory_mb: float | None = None  # the figure budgets compare; see memory_source
     memory_source: str | None = None
     peak_rss_mb: float | None = None  # cold-start subprocess peak (whole process)
@@ -73,6 +78,8 @@ class VariantRow:
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # vs the run's reference
     metrics_held_out: dict[str, dict[str, Any]] = field(default_factory=dict)  # builds: non-calibration images
     metrics_gt: dict[str, dict[str, Any]] = field(default_factory=dict)  # labels-free runs: images with masks
+    # human preference from the arena's blind votes: {"rating", "ci95", "votes", "shown"}
+    preference: dict[str, Any] | None = None
     nodes: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -83,6 +90,9 @@ class VariantRow:
         return not self.untrained and not self.failed and self.n_scored > 0
 
     def quality(self, metric: str) -> float | None:
+        if metric == PREFERENCE:
+            p = self.preference or {}
+            return float(p["rating"]) if p.get("shown") and p.get("rating") is not None else None
         m = self.metrics.get(metric)
         if not m or m.get("mean") is None:
             return None
@@ -90,6 +100,9 @@ class VariantRow:
         return value if math.isfinite(value) else None
 
     def ci95(self, metric: str) -> tuple[float, float] | None:
+        if metric == PREFERENCE:
+            ci = (self.preference or {}).get("ci95") if self.quality(PREFERENCE) is not None else None
+            return (float(ci[0]), float(ci[1])) if ci else None
         ci = (self.metrics.get(metric) or {}).get("ci95")
         return (float(ci[0]), float(ci[1])) if ci else None
 

@@ -12,6 +12,7 @@ mattes for quality but times each variant again on `timing_images` images.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -30,9 +31,15 @@ from tqdm.auto import tqdm
 
 from studio import artifacts, inventory, labels, settings
 from studio.bench import coldstart, report
-from studio.bench.cache import CachedPrediction, JsonCache, PredictionCache, variant_fingerprint
+from studio.bench.cache import (
+    CachedPrediction,
+    JsonCache,
+    PredictionCache,
+    cache_root,
+    variant_fingerprint,
+)
 from studio.bench.config import SuiteConfig
-from studio.bench.executor import ImageResult, Job, JobReport, make_executor
+from studio.bench.executor import ImageResult, Job, JobReport, LocalExecutor
 from studio.bench.recommend import recommend
 from studio.bench.results import Latency, Summary, VariantRow, reference_variant
 from studio.errors import StudioError
@@ -128,6 +135,18 @@ def _emit(progress: Progress | None, **event: Any) -> None:
         progress(event)
 
 
+def make_executor(name: str, keep_loaded: bool = False, **options: Any) -> Any:
+    """The executor a config names. Ray is imported only when asked for (here, in the driver:
+    `studio.bench.ray_executor` builds on `studio.bench.executor`, so the choice cannot live there)."""
+    if name == "local":
+        return LocalExecutor(keep_loaded=keep_loaded)
+    if name == "ray":
+        from studio.bench.ray_executor import RayExecutor
+
+        return RayExecutor(**options)
+    raise StudioError(f"unknown executor {name!r}: local or ray")
+
+
 # --- the sitting -------------------------------------------------------------------------------
 
 def _config_fingerprint(cfg: SuiteConfig) -> str:
@@ -169,6 +188,7 @@ class _Plan:
         self.retimed: dict[str, list[dict[str, float]]] = {}
         self.image_errors: dict[str, str] = {}
         self.cold: dict | None = None
+        self.cold_wall_s = 0.0
         self.scored = False
 
 
@@ -228,36 +248,77 @@ def _plan(v: Variant, dataset: Any, cfg: SuiteConfig, sitting: str) -> _Plan:
     return plan
 
 
+def _measured(key: str, cfg: SuiteConfig, what: str, measure: Callable[[], dict], plan: _Plan,
+              progress: Progress | None, index: int, total: int) -> dict | None:
+    """A cold-start figure of this sitting: from the cache when a resumed run has it, else
+    measured now; a failure is the variant's error, not the run's."""
+    cache = JsonCache("coldstart")
+    found = cache.get(key) if cfg.resume else None
+    if found is not None:
+        return found
+    _emit(progress, stage="cold_start", variant=plan.variant.id, done=index, total=total,
+          message=f"cold start of {what}")
+    try:
+        found = measure()
+    except Exception as exc:
+        plan.row.errors.append({"image": None, "error": f"cold start of {what} failed: {exc}"})
+        return None
+    cache.put(key, found)
+    return found
+
+
 def _cold_start(plan: _Plan, cfg: SuiteConfig, sitting: str, memo: _ImageMemo, progress: Progress | None,
-                index: int, total: int) -> None:
+                index: int, total: int, executor: Any = None) -> None:
     if not cfg.cold_start or not plan.samples or plan.row.failed:
         return
     v, row = plan.variant, plan.row
-    cold_cache = JsonCache("coldstart")
-    ckey = f"{row.cache_key}-{sitting}"
-    cold = cold_cache.get(ckey) if cfg.resume else None
+    measure = getattr(executor, "measure_cold_start", None) or coldstart.measure
+    cold = _measured(f"{row.cache_key}-{sitting}", cfg, f"{v.id} in a fresh process",
+                     lambda: measure(v.id, _cold_image(plan, memo), cfg.device, cfg.threads),
+                     plan, progress, index, total)
     if cold is None:
-        _emit(progress, stage="cold_start", variant=v.id, done=index, total=total,
-              message=f"cold start of {v.id} in a fresh process")
-        try:
-            first = plan.samples[0]
-            image_path = first.image_path
-            if image_path is None:
-                from PIL import Image
-
-                image_path = plan.cache.dir / "_coldstart_input.png"
-                Image.fromarray(memo.get(first)).save(image_path)
-            cold = coldstart.measure(v.id, image_path, cfg.device, cfg.threads)
-            cold["measured_now"] = True
-            cold_cache.put(ckey, cold)
-        except Exception as exc:
-            row.errors.append({"image": None, "error": f"cold start failed: {exc}"})
-            return
+        return
     plan.cold = cold
     row.cold_start = {k: cold.get(k) for k in (*coldstart.PHASES, "total_s")}
+    if len(cold.get("by_node") or {}) > 1:  # Ray: measured once on each node kind
+        row.cold_start_by_node = {k: {p: c.get(p) for p in (*coldstart.PHASES, "total_s", "error")}
+                                  for k, c in cold["by_node"].items()}
     row.peak_rss_mb = cold.get("peak_rss_mb")
     row.gpu_mb = cold.get("gpu_mb")
     row.memory_mb, row.memory_source = row.peak_rss_mb, "cold-start subprocess peak RSS (whole process)"
+    if cfg.bundle_cold_start and v.backend == "onnx" and not v.requires:
+        bundle = _measured(f"bundle-{row.cache_key}-{sitting}", cfg, f"{v.id}'s exported server",
+                           lambda: _measure_bundle(plan, memo), plan, progress, index, total)
+        if bundle is not None:
+            row.bundle_cold_start = {k: bundle.get(k) for k in BUNDLE_KEYS}
+
+
+def _cold_image(plan: _Plan, memo: _ImageMemo) -> Path:
+    """The image cold starts answer: the first sample's file (the embedded sample: a PNG of it)."""
+    first = plan.samples[0]
+    if first.image_path is not None:
+        return Path(first.image_path)
+    from PIL import Image
+
+    path = plan.cache.dir / "_coldstart_input.png"
+    if not path.is_file():
+        Image.fromarray(memo.get(first)).save(path)
+    return path
+
+
+BUNDLE_KEYS = ("listening_s", "first_answer_s", "first_request_s", "warm_request_s", "interpreter_s",
+               "peak_rss_mb", "phases_s")
+
+
+def _measure_bundle(plan: _Plan, memo: _ImageMemo) -> dict:
+    """The exported serving bundle's cold start (`studio export`): exec -> first answer -> warm."""
+    from studio.export.bundle import export_bundle
+    from studio.export.coldstart import measure_bundle
+
+    bundle = cache_root() / "bundles" / str(plan.row.cache_key)
+    if not (bundle / "model.json").is_file():
+        export_bundle(plan.variant, bundle, force=True, check=False)
+    return {k: x for k, x in measure_bundle(bundle, _cold_image(plan, memo)).items() if k in BUNDLE_KEYS}
 
 
 # --- scoring -------------------------------------------------------------------------------------
@@ -328,10 +389,19 @@ def _score_plan(plan: _Plan, cfg: SuiteConfig, summary: Summary, sitting: str,
 
     report_ = plan.report
     row.latency = latency_stats(timed_runs)
-    if row.latency and len(nodes) > 1:  # never pool a p95 over different machines
+    if row.latency and len(nodes) > 1:
+        # never pool a p95 over different machines: the row's latency (what budgets, the table
+        # and the Pareto plot read) is the node kind that timed most images, named; every kind
+        # is in latency_by_node
         row.latency_by_node = {k: latency_stats(r) for k, r in nodes.items()}
-        row.add_flag("timed on mixed node kinds: see latency per node")
-    if row.latency and len(nodes) == 1:
+        main = max(nodes, key=lambda k: (len(nodes[k]), k))
+        row.latency = row.latency_by_node[main]
+        row.mixed_nodes = True
+        row.add_flag(f"timed on {len(nodes)} node kinds: latency shown for {main or 'unknown'}; "
+                     "per node kind in latency_by_node")
+        for k, lat in row.latency_by_node.items():
+            lat.node = k or None
+    elif row.latency and nodes:
         row.latency.node = next(iter(nodes)) or None
     row.nodes = sorted(k for k in nodes if k)
     row.throughput_ips = 1e3 / row.latency.mean_ms if row.latency else None
@@ -339,12 +409,14 @@ def _score_plan(plan: _Plan, cfg: SuiteConfig, summary: Summary, sitting: str,
     row.timing = {
         "model_s": model_s, "warmup_s": report_.warmup_s if report_ else 0.0,
         "load_s": report_.load_s if report_ else 0.0,
-        "cold_start_s": (plan.cold or {}).get("total_s", 0.0) if (plan.cold or {}).get("measured_now") else 0.0,
+        "cold_start_s": plan.cold_wall_s,  # wall time this run spent on cold starts (exports included)
         "computed_images": n_computed, "cached_images": n_cached, "retimed_images": len(plan.retimed),
         "timed_images": len(timed_runs) // max(1, cfg.repeats), "sitting": sitting,
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "load_average": report_.load_average if report_ else [],
     }
+    if report_ and report_.loads:  # Ray: each worker loaded the model once (per node)
+        row.timing["loads"] = report_.loads
     if report_ and report_.memory_mb is not None and row.memory_mb is None:
         row.memory_mb, row.memory_source = report_.memory_mb, report_.memory_source
     if row.n_images == 0:
@@ -388,6 +460,30 @@ def _worst_gallery(worst: list[tuple[float, Any, np.ndarray, np.ndarray]], metri
 
 # --- the run -------------------------------------------------------------------------------------
 
+def _hold_out(dataset: Any, variants: list[Variant], cfg: SuiteConfig) -> tuple[Any, dict[str, Any]]:
+    """The dataset less every image a build of the run was calibrated on (then the --limit)."""
+    from studio.bench.contamination import calibration_hashes
+    from studio.data import subset
+
+    seen: set[str] = set()
+    unknown = []
+    for v in variants:
+        hashes = calibration_hashes(v)
+        if hashes is None:
+            unknown.append(v.id)
+        else:
+            seen |= hashes
+    keep = [s for s in dataset if s.content_hash not in seen]
+    if not keep:
+        raise StudioError(f"{dataset.name}: every image was a calibration image of a build in this run")
+    note = {"excluded": len(dataset) - len(keep), "of": len(dataset), "unknown_calibration": unknown}
+    ds = dataclasses.replace(dataset, samples=keep, notes=[*dataset.notes, f"held out: {note['excluded']} "
+                                                            f"calibration images excluded"])
+    if cfg.limit:
+        ds = subset(ds, int(cfg.limit), cfg.seed)
+    return ds, note
+
+
 def _select(cfg: SuiteConfig) -> tuple[list[Variant], list[dict[str, str]]]:
     sel = inventory.select_runnable(cfg.models, cfg.device) if cfg.models else \
         inventory.Selection(inventory.installed_variants(), [])
@@ -409,19 +505,25 @@ def run_suite(cfg: SuiteConfig, progress: Progress | None = None, show_bars: boo
     t_start = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset = open_dataset(cfg.dataset, limit=cfg.limit, seed=cfg.seed, unlabelled=bool(cfg.reference))
+    dataset = open_dataset(cfg.dataset, limit=None if cfg.held_out else cfg.limit, seed=cfg.seed,
+                           unlabelled=bool(cfg.reference))
     if not cfg.reference and not dataset.has_references:
         raise StudioError(f"{dataset.name}: no reference masks; score against a model instead with "
                           "--reference VARIANT (e.g. --reference isnet-general-use)")
-    executor = executor or make_executor(cfg.executor, keep_loaded=keep_loaded, address=cfg.ray_address)
     variants, skipped = _select(cfg)
+    held_out = _hold_out(dataset, variants, cfg) if cfg.held_out else None
+    if held_out is not None:
+        dataset = held_out[0]
+    owned = executor is None  # made here: closed here (a local Ray cluster is shut down)
+    executor = executor or make_executor(cfg.executor, keep_loaded=keep_loaded, address=cfg.ray_address)
     sitting = open_sitting(out, cfg)
     summary = Summary(
         created=time.strftime("%Y-%m-%d %H:%M:%S"), config=cfg.to_json(), environment=environment(cfg, executor),
         dataset={"name": dataset.name, "root": str(dataset.root) if dataset.root else None,
                  "n_images": len(dataset), "n_with_masks": sum(1 for s in dataset if s.has_reference),
-                 "catalog_name": dataset.catalog_name,
-                 "flags": [f"{len(dataset.unpaired)} unpaired files skipped"] if dataset.unpaired else []},
+                 "catalog_name": dataset.catalog_name, "held_out": held_out[1] if held_out else None,
+                 "flags": ([f"{len(dataset.unpaired)} unpaired files skipped"] if dataset.unpaired else [])
+                 + ([f"held out: {held_out[1]['excluded']} calibration images excluded"] if held_out else [])},
         reference=reference_variant(cfg.reference) if cfg.reference else {"kind": "ground_truth"},
         skipped=skipped,
         run={"sitting": sitting["id"], "sitting_started": sitting["started"], "resumed": sitting["resumed"]},
@@ -435,7 +537,9 @@ def run_suite(cfg: SuiteConfig, progress: Progress | None = None, show_bars: boo
         by_id[cfg.reference].row.is_reference = True
         by_id[cfg.reference].row.add_flag("reference")
     for i, p in enumerate(plans):
-        _cold_start(p, cfg, sitting["id"], memo, progress, i, len(plans))
+        t_cold = time.perf_counter()
+        _cold_start(p, cfg, sitting["id"], memo, progress, i, len(plans), executor)
+        p.cold_wall_s = time.perf_counter() - t_cold
         summary.upsert(p.row)
 
     csv_rows: list[dict] = []
@@ -466,6 +570,12 @@ def run_suite(cfg: SuiteConfig, progress: Progress | None = None, show_bars: boo
             if p is ref_plan:
                 ref_done = True
 
+    # a cluster runs variants side by side: one bar for all its images (tqdm on the driver)
+    one_bar = show_bars and getattr(executor, "one_bar", False)
+    if one_bar:
+        bars["*"] = tqdm(total=sum(p.job.n_images for p in plans if p.job is not None and not p.row.failed),
+                         desc=f"{executor.name}", unit="img", leave=True, dynamic_ncols=True)
+
     def on_image(res: ImageResult) -> None:
         p = by_id[res.variant_id]
         if res.error is not None:
@@ -477,7 +587,7 @@ def run_suite(cfg: SuiteConfig, progress: Progress | None = None, show_bars: boo
             sample = next(s for s in p.samples if s.id == res.sample_id)
             p.cache.retime(sample.content_hash, res.runs, sitting["id"], res.node)
             p.retimed[res.sample_id] = res.runs
-        bar = bars.get(res.variant_id)
+        bar = bars.get("*" if one_bar else res.variant_id)
         if bar is not None:
             bar.update(1)
 
@@ -497,7 +607,9 @@ def run_suite(cfg: SuiteConfig, progress: Progress | None = None, show_bars: boo
 
     def on_event(**ev: Any) -> None:
         vid = ev.get("variant")
-        if ev.get("stage") == "loading" and show_bars and vid in by_id and vid not in bars:
+        if one_bar and ev.get("stage") == "cluster":
+            bars["*"].set_postfix_str(str(ev.get("message") or ""), refresh=True)
+        if ev.get("stage") == "loading" and show_bars and not one_bar and vid in by_id and vid not in bars:
             idx = plans.index(by_id[vid])
             bars[vid] = tqdm(total=by_id[vid].job.n_images, desc=f"[{idx + 1}/{len(plans)}] {vid}", unit="img",
                              leave=True, dynamic_ncols=True)
@@ -507,9 +619,20 @@ def run_suite(cfg: SuiteConfig, progress: Progress | None = None, show_bars: boo
     for p in plans:  # failed before running: nothing to execute
         if p.job is None or p.row.failed:
             p.report = p.report or JobReport(p.variant.id)
-    executor.run(jobs, memo.get, on_image, on_job_done, on_event)
+    try:
+        executor.run(jobs, memo.get, on_image, on_job_done, on_event)
+    except BaseException:
+        if owned and hasattr(executor, "close"):
+            executor.close()
+        raise
+    finally:
+        if one_bar:
+            bars.pop("*").close()
+    if hasattr(executor, "run_stats"):  # workers, retries, lost nodes (Ray)
+        summary.run["executor"] = executor.run_stats()
     score_ready()
 
+    attach_preference(summary)
     summary.recommendation = recommend(summary, cfg.budget_p95_ms, cfg.budget_memory_mb, cfg.price_per_hour,
                                        cfg.quality_metric, cfg.tolerance)
     _emit(progress, stage="report", done=len(plans), total=len(plans), message="writing the report")
@@ -525,7 +648,25 @@ def run_suite(cfg: SuiteConfig, progress: Progress | None = None, show_bars: boo
     report.write_html(out / "report.html", summary, worst_all)
     sitting["complete"] = True
     atomic_write_json(out / SITTING_FILE, sitting)
+    if owned and hasattr(executor, "close"):
+        executor.close()  # after the wall time: shutting a local Ray cluster down is teardown
     return summary
+
+
+def attach_preference(summary: Summary, db_path: str | Path | None = None) -> None:
+    """Each row's human preference from the arena's blind votes among the run's trained
+    variants (ratings are relative to that set); rows without votes get none."""
+    from studio.arena.ratings import preference
+
+    ids = [r.id for r in summary.variants if not r.untrained]
+    try:
+        prefs = preference(ids, db_path=db_path) if ids else {}
+    except Exception as exc:  # a broken votes file must not break a benchmark
+        summary.run["preference_error"] = f"{type(exc).__name__}: {exc}"
+        return
+    for r in summary.variants:
+        p = prefs.get(r.id)
+        r.preference = p if p and p.get("votes") else None
 
 
 def load_summary(path: str | Path) -> Summary:

@@ -37,12 +37,17 @@ def metric_label(metric: str) -> str:
 
 
 def columns(metrics: tuple[str, ...] | list[str] = HEADLINE_METRICS, p99: bool = False,
-            reference_id: str | None = None) -> list[Column]:
+            reference_id: str | None = None, preference: bool = False) -> list[Column]:
     cols = [Column("mark", "", "★ recommended, ≈ equivalent to the best-scoring (within the tolerance)", False),
             Column("variant", "variant", "zoo id", False),
             Column("images", "imgs", "images run (scored)"),
             Column("errors", "errs", "images that failed")]
-    cols += [Column(m, metric_label(m), METRIC_LEGEND.get(m, m)) for m in metrics]
+    # against a reference variant the numbers are agreement: the headers say so
+    suffix = " agreement" if reference_id else ""
+    cols += [Column(m, metric_label(m) + suffix, METRIC_LEGEND.get(m, m)) for m in metrics]
+    if preference:
+        cols.append(Column("preference", "pref",
+                           "human preference: arena rating from blind A/B votes (Elo scale), votes in brackets"))
     cols += [Column("p50", "p50 ms", "median warm latency per image (pre + inference + post), this run"),
              Column("p95", "p95 ms", "95th percentile warm latency per image, this run")]
     if p99:
@@ -68,6 +73,18 @@ def _mark(r: VariantRow, rec: dict[str, Any]) -> str:
     if any(e["id"] == r.id for e in rec.get("equivalent") or []):
         return "≈"
     return ""
+
+
+def _preference_cell(r: VariantRow) -> Cell:
+    p = r.preference or {}
+    votes = p.get("votes", 0)
+    if not votes:
+        return Cell(None, "—")
+    if not p.get("shown") or p.get("rating") is None:
+        return Cell(None, f"— ({votes})", f"{votes} votes: too few to rate", muted=True)
+    lo, hi = p.get("ci95") or (None, None)
+    tip = f"95 % CI [{lo:.0f}, {hi:.0f}], {votes} votes" if lo is not None else f"{votes} votes"
+    return Cell(round(p["rating"]), f"{p['rating']:.0f} ({votes})", tip)
 
 
 def _metric_cell(r: VariantRow, metric: str) -> Cell:
@@ -108,8 +125,12 @@ def row_cells(r: VariantRow, columns_: list[Column], rec: dict[str, Any], price:
     }
     if r.memory_source:
         values["memory"].tip = r.memory_source
+    first = (r.bundle_cold_start or {}).get("first_answer_s")
+    if first is not None:
+        values["cold"].tip = f"its exported server (studio export): first answer after {first:.1f} s"
     if lat and not (r.timing or {}).get("this_sitting", True):
         values["p95"].tip = "timed in an earlier sitting"
+    values["preference"] = _preference_cell(r)
     out = []
     for c in columns_:
         out.append(values[c.key] if c.key in values else _metric_cell(r, c.key))
@@ -121,7 +142,9 @@ def summary_table(summary: Summary, rec: dict[str, Any] | None = None, metrics: 
     """(columns, one row of cells per variant) for every front."""
     rec = rec if rec is not None else summary.recommendation
     price = (rec.get("budgets") or {}).get("price_per_hour")
-    cols = columns(tuple(metrics) if metrics else HEADLINE_METRICS, p99=p99, reference_id=summary.reference_id)
+    voted = any((r.preference or {}).get("votes") for r in summary.variants)
+    cols = columns(tuple(metrics) if metrics else HEADLINE_METRICS, p99=p99, reference_id=summary.reference_id,
+                   preference=voted)
     return cols, [row_cells(r, cols, rec, price) for r in summary.variants]
 
 

@@ -17,6 +17,7 @@ COMMANDS = [
     "studio.cli.metrics",
     "studio.cli.data",
     "studio.cli.build",
+    "studio.cli.export",
 ]
 
 

@@ -5,6 +5,7 @@
     studio build --list                              what can be built, and what is built here
     studio build --recipe my.yaml --from isnet-general-use --as isnet-try1
     studio build --search isnet-general-use --budget 0.99 --out eval/quant/recipes/x.yaml
+    studio build --write-ranges isnet-general-use-int8-static   remake its committed ranges file
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from studio import labels
 from studio.errors import StudioError
 from studio.terminal import format_table
 from studio.zoo import load_zoo
@@ -41,8 +43,17 @@ def register(sub) -> None:
                         help="search which nodes to keep in float; SOURCE defaults to --from")
     search.add_argument("--base", type=Path, help="recipe file the search starts from "
                         "(default: the zoo recipe of SOURCE-int8-static, else int8-static defaults)")
-    search.add_argument("--budget", type=float, default=0.99,
-                        help="mean agreement IoU with the source to hold on the calibration set (default 0.99)")
+    search.add_argument("--budget", type=float, default=0.985,
+                        help="agreement IoU with the source to hold on the calibration set (default 0.985)")
+    search.add_argument("--metric", choices=("pooled", "mean"), default="pooled",
+                        help="the agreement the budget is on: pooled IoU over the images (default) or their mean")
+    search.add_argument("--cost", choices=("time", "macs"), default="time",
+                        help="what keeping a unit in float costs: its measured time (default) or its MACs")
+    search.add_argument("--max-float-time", type=float, default=0.25,
+                        help="--cost time: units in float may add at most this share of the all-int8 time (default 0.25)")
+    search.add_argument("--rounds", type=int, default=5, help="--cost time: interleaved timing rounds per batch")
+    search.add_argument("--compare", type=Path, help="a recipe file to score and time beside the result "
+                        "(e.g. the hand-made one)")
     search.add_argument("--min-budget", type=float, default=None,
                         help="also hold the worst image's agreement IoU at this level")
     search.add_argument("--granularity", choices=("block", "node", "auto"), default="auto",
@@ -56,6 +67,9 @@ def register(sub) -> None:
     search.add_argument("--out", type=Path, help="where to write the winning recipe "
                         "(default eval/quant/recipes/SOURCE-int8-static.search.yaml)")
     p.add_argument("--clean", action="store_true", help="delete builds of older recipes of the given variants")
+    p.add_argument("--write-ranges", action="store_true",
+                   help="(re)make the calibration ranges file of the given int8-static variants from their "
+                        "calibration images (the file their recipe names, or --out for one variant)")
     p.set_defaults(func=run)
 
 
@@ -80,6 +94,12 @@ def run(args) -> int:
             raise StudioError(f"{v.id} is not a derived variant; `studio build --list` shows those")
     if not chosen:
         raise StudioError(f"no derived variant matches {' '.join(args.ids)}; see `studio build --list`")
+    if args.write_ranges:
+        if args.out and len(chosen) > 1:
+            raise StudioError("--out names one ranges file; give one variant")
+        for v in chosen:
+            builds.write_ranges(v, out=args.out, progress=not args.json, threads=args.threads)
+        return 0
     if args.clean:
         for v in chosen:
             for d in builds.clean(v):
@@ -107,8 +127,8 @@ def summary_line(rec) -> str:
     a = rec.agreement
     pooled = f", pooled {a['iou_pooled']:.4f}" if a and "iou_pooled" in a else ""
     agree = (f", agreement IoU {a['iou_mean']:.4f} (min {a['iou_min']:.4f}{pooled}) MAE {a['mae_mean']:.5f} "
-             f"on {a['n']} images") if a else ""
-    tag = " [untrained — latency only]" if rec.untrained else ""
+             f"on {labels.check_images(a['set'], a['n'])}") if a else ""
+    tag = f" [{labels.UNTRAINED}]" if rec.untrained else ""
     return f"ok     {rec.variant}: {rec.path} ({rec.size / 1e6:.1f} MB, built in {rec.build_seconds:.1f} s{agree}){tag}"
 
 
@@ -135,8 +155,8 @@ def print_list(derived, as_json: bool) -> int:
     table = [[r["id"], r["kind"], r["from"], r["key"] or "(source missing)",
               "yes" if r["built"] else "no", f"{r['size_mb']} MB" if r["size_mb"] else "",
               r["agreement_iou"] if r["agreement_iou"] is not None else "",
-              " ".join(x for x in ["untrained — latency only" if r["untrained"] else "",
-                                   f"needs {r['requires']}" if r["requires"] else ""] if x)]
+              " ".join(x for x in [labels.UNTRAINED if r["untrained"] else "",
+                                   labels.needs(r["requires"]) if r["requires"] else ""] if x)]
              for r in rows]
     print(format_table(["id", "recipe", "from", "key", "built", "size", "agree IoU", "notes"], table,
                        max_width=80))
@@ -169,9 +189,12 @@ def run_search(args) -> int:
     if not isinstance(base, Recipe) or base.kind != "int8-static":
         raise StudioError("the search starts from an int8-static recipe")
     out = args.out or Path("eval/quant/recipes") / f"{source}-int8-static.search.yaml"
+    compare = load_recipe_file(args.compare) if args.compare else None
     result = search(source, base, budget=args.budget, min_budget=args.min_budget,
                     granularity=args.granularity, candidates=args.candidates, threads=args.threads,
-                    max_float_macs=args.max_float_macs, probe=args.probe,
+                    max_float_macs=args.max_float_macs, probe=args.probe, cost=args.cost, metric=args.metric,
+                    max_float_time=args.max_float_time, rounds=args.rounds, compare=compare,
+                    compare_name=args.compare.stem if args.compare else "compared recipe",
                     out=out, progress=not args.json)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from studio.data.layout import IMAGE_EXTS, DatasetError, detect
 from studio.errors import StudioError
 from studio.imageio import ImageError, load_mask
 from studio.metrics import (
@@ -28,9 +29,6 @@ from studio.metrics import (
 )
 from studio.metrics.conventions import conventions
 from studio.terminal import format_table
-
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-GT_SUBDIRS = ("gt", "masks", "mask", "GT")
 
 
 @dataclass
@@ -47,15 +45,21 @@ def _images(folder: Path) -> list[Path]:
 
 
 def reference_dir(gt_dir: Path) -> Path:
-    """The references' folder: GT_DIR itself, or its gt/ (masks/) when it is a dataset root."""
+    """The references' folder: GT_DIR itself when it holds images, else the reference folder
+    of the dataset at GT_DIR, as `studio.data.layout.detect` (the one layout detector, as for
+    `eval/run.py --dataset` and the app's zips) finds it: gt/, masks/, DUTS's X-Mask/, ..."""
     if not gt_dir.is_dir():
         raise StudioError(f"{gt_dir}: no such folder")
     if _images(gt_dir):
         return gt_dir
-    for sub in GT_SUBDIRS:
-        if (gt_dir / sub).is_dir() and _images(gt_dir / sub):
-            return gt_dir / sub
-    raise StudioError(f"{gt_dir}: no reference images (nor a gt/ or masks/ folder holding them)")
+    try:
+        layout = detect(gt_dir)
+    except DatasetError as exc:
+        raise StudioError(f"{exc} (or pass the folder of reference masks itself)") from None
+    if layout.masks is None:
+        raise StudioError(f"{gt_dir}: a dataset without references ({layout.describe(gt_dir)}): "
+                          "pass the folder of reference masks")
+    return layout.masks
 
 
 def pair_by_stem(pred_dir: Path, gt_dir: Path, variant: str | None = None) -> Pairing:

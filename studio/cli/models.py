@@ -1,12 +1,22 @@
-"""`studio models`: the zoo as a table, with what is installed here."""
+"""`studio models`: the zoo as a table, with what is installed here.
+
+The default table fits 120 columns: licences are shortened to their name, how to get a
+missing variant is a short word explained under the table, and notes are cut to the room
+left. `--wide` shows every column in full; `--json` gives the rows as data.
+"""
 
 from __future__ import annotations
 
 import json
 
-from studio.inventory import describe
+from studio.inventory import zoo_rows
 from studio.terminal import format_table
-from studio.zoo import load_zoo
+
+WIDTH = 120
+MIN_NOTES = 12  # narrower than this, the notes column is left out
+WIDE_HEADERS = ["id", "family", "backend", "precision", "input", "size", "license", "installed",
+                "where / notes"]
+HEADERS = ["id", "precision", "input", "size", "license", "installed", "notes"]
 
 
 def register(sub) -> None:
@@ -14,27 +24,69 @@ def register(sub) -> None:
     p.add_argument("patterns", nargs="*", help="ids, globs or families (default: all)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--installed", action="store_true", help="only variants that can run here")
+    p.add_argument("--wide", action="store_true",
+                   help=f"every column in full (default: fit {WIDTH} columns)")
     p.set_defaults(func=run)
 
 
-def zoo_rows(patterns: list[str] | None = None) -> list[dict]:
-    """One dict per variant: what `studio models`, the app and reports show."""
-    rows = []
-    for v in load_zoo().select(patterns or None):
-        info = describe(v)
-        notes = " ".join(x for x in [*(f"[{f}]" for f in info.flags), v.notes] if x)
-        rows.append({
-            "id": v.id, "family": v.family, "backend": v.backend, "precision": v.precision,
-            "input": v.input_size_label,
-            "size_mb": round(info.size_mb, 1) if info.size_mb else 0.0,
-            "license": v.license,
-            "installed": info.installed,
-            "where": info.path or ("no weights needed" if not v.file else info.pull_command),
-            "untrained": info.untrained,
-            "trained_on": list(v.trained_on),
-            "notes": notes,
-        })
-    return rows
+def size_label(row: dict) -> str:
+    """The file's size when installed; the expected download size (~) when not; "—" where
+    there is nothing to size (no weights, or a build not made yet)."""
+    if row["size_mb"] is None:
+        return "—"
+    return f"{row['size_mb']:.1f} MB" if row["installed"] else f"~{row['size_mb']:g} MB"
+
+
+def short_licence(text: str) -> str:
+    """"Apache-2.0 (xuebinqin/DIS)" -> "Apache-2.0": the name; the rest is in --wide."""
+    return text.split(" (", 1)[0].split(",", 1)[0].strip()
+
+
+def status(row: dict) -> str:
+    """yes, or no with how it is obtained: pulled (a download) or built here."""
+    if row["installed"]:
+        return "yes"
+    return "no: build" if row["is_build"] else "no: pull"
+
+
+def _cut(text: str, width: int) -> tuple[str, bool]:
+    return (text, False) if len(text) <= width else (text[: width - 1] + "…", True)
+
+
+def wide_table(rows: list[dict]) -> str:
+    table = []
+    for r in rows:
+        where = r["where"] if r["installed"] else f"not installed: {r['where']}"
+        table.append([r["id"], r["family"], r["backend"], r["precision"], r["input"], size_label(r),
+                      r["license"], "yes" if r["installed"] else "no", f"{where}  {r['notes']}".strip()])
+    return format_table(WIDE_HEADERS, table, max_width=10_000)
+
+
+def narrow_table(rows: list[dict], width: int = WIDTH) -> str:
+    fixed = [[r["id"], r["precision"], r["input"], size_label(r), short_licence(r["license"]), status(r)]
+             for r in rows]
+    widths = [max([len(h), *(len(c[i]) for c in fixed)]) for i, h in enumerate(HEADERS[:-1])]
+    room = width - sum(widths) - 2 * len(widths)  # two spaces before each following column
+    notes_fit = room >= MIN_NOTES
+    table, cut = [], False
+    for r, cells in zip(rows, fixed, strict=True):
+        if notes_fit:
+            text, was_cut = _cut(r["notes"], room)
+            cut |= was_cut
+            cells = [*cells, text]
+        table.append(cells)
+    out = format_table(HEADERS if notes_fit else HEADERS[:-1], table, max_width=10_000)
+    legend = []
+    missing = [r for r in rows if not r["installed"]]
+    if any(not r["is_build"] for r in missing):
+        legend.append("no: pull  = download it: studio weights pull ID")
+    if any(not r["is_build"] and r["backend"] == "inspyrenet" for r in missing):
+        legend.append("            (InSPyReNet offline: add --untrained for a latency-only checkpoint)")
+    if any(r["is_build"] for r in missing):
+        legend.append("no: build = make it here: studio build ID")
+    if cut or not notes_fit:
+        legend.append("notes cut to fit: --wide shows every column in full, --json everything")
+    return out + ("\n\n" + "\n".join(legend) if legend else "")
 
 
 def run(args) -> int:
@@ -44,12 +96,5 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    headers = ["id", "family", "backend", "precision", "input", "size", "license", "installed", "where / notes"]
-    table = []
-    for r in rows:
-        size = f"{r['size_mb']:.1f} MB" if r["installed"] else f"~{r['size_mb']:g} MB"
-        where = r["where"] if r["installed"] else f"not installed: {r['where']}"
-        table.append([r["id"], r["family"], r["backend"], r["precision"], r["input"], size,
-                      r["license"], "yes" if r["installed"] else "no", f"{where}  {r['notes']}".strip()])
-    print(format_table(headers, table, max_width=200))
+    print(wide_table(rows) if args.wide else narrow_table(rows))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from studio import weights
+from studio import labels, weights
 from studio.weights import store
 from studio.zoo import load_zoo
 
@@ -29,14 +29,40 @@ def register(sub) -> None:
     ver.set_defaults(func=run_verify)
 
 
+def pull_targets(patterns: list[str]) -> tuple[list[str], list[str]]:
+    """(ids to pull, derived builds skipped) for ids, globs and family names.
+
+    A variant id pulls that variant alone, even where a family has the same name (`u2net`
+    is a variant and a family). A glob or a family pulls its members, less the derived
+    builds among them, which are built (`studio build`), not pulled: those are returned as
+    skipped. A build named by its id stays in the list, so that the pull says how to make it."""
+    zoo = load_zoo()
+    ids: list[str] = []
+    skipped: list[str] = []
+    for pat in patterns:
+        if pat in zoo.variants:
+            hits = [pat]
+        else:
+            hits = []
+            for v in zoo.select([pat]):
+                (skipped if v.is_build else hits).append(v.id)
+        ids += [vid for vid in hits if vid not in ids]
+    return ids, [vid for vid in dict.fromkeys(skipped) if vid not in ids]
+
+
 def run_pull(args) -> int:
     zoo = load_zoo()
-    ids = [v.id for v in zoo.select(args.ids)] if args.ids else []
+    ids, skipped = pull_targets(args.ids) if args.ids else ([], [])
+    if skipped:
+        print(f"skip   {len(skipped)} derived build{'s' if len(skipped) > 1 else ''} (built here, not "
+              f"downloaded: studio build ID): {', '.join(skipped)}")
     if args.all:
         ids = [v.id for v in zoo.variants.values() if v.file]
     if args.available:
         ids += [i for i in weights.obtainable_offline() if i not in ids]
     if not ids:
+        if skipped:
+            return 0
         print("nothing to pull: name variant ids, or --available, or --all", file=sys.stderr)
         return 2
     seen_files: dict[str, object] = {}
@@ -54,7 +80,7 @@ def run_pull(args) -> int:
             failed += 1
             print(f"FAILED {vid}: {res}", file=sys.stderr)
         else:
-            tag = " [untrained — latency only]" if res.untrained else ""
+            tag = f" [{labels.UNTRAINED}]" if res.untrained else ""
             print(f"ok     {vid}: {res.path} sha256 {res.sha256[:16]}… ({res.size / 1e6:.1f} MB){tag}")
     return 1 if failed else 0
 

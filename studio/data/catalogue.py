@@ -243,3 +243,13 @@ def trained_on_flag(variant: Any, dataset: Any) -> bool:
     name = dataset if isinstance(dataset, str) else getattr(dataset, "catalog_name", None)
     names = training_names(name)
     return bool(names) and _trained_on(variant, names)
+
+
+def local_choices() -> list[str]:
+    """Datasets a user can pick on this machine: downloaded catalogue sets, and, off a Space,
+    the shared sod-dev folder when it is there."""
+    names = [name for name, entry in catalog().items() if entry.installed]
+    shared = settings.shared_dir() / "datasets" / "sod-dev"
+    if not settings.on_spaces() and shared.is_dir():
+        names.append(str(shared))
+    return list(dict.fromkeys(names))

@@ -19,6 +19,7 @@ import math
 import cv2
 import numpy as np
 
+from studio.imageio import row_bands
 from studio.metrics.conventions import BOUNDARY_RATIO, CONN_THETA, GRAD_SIGMA
 from studio.metrics.scratch import scratch
 
@@ -98,9 +99,17 @@ def grad(p8: np.ndarray, g8: np.ndarray) -> float:
         return 0.0
     y0, y1, x0, x1 = box
     w = x1 - x0
-    mp = _grad_mag(p8[y0:y1, x0:x1], "p")
-    mg = _grad_mag(g8[y0:y1, x0:x1], "g")
-    return float(cv2.norm(mp[:, :w], mg[:, :w], cv2.NORM_L2SQR)) / 1000.0
+    total = 0.0
+    # In bands of rows (four float32 planes each): each band is filtered with _HALF rows of
+    # the box above and below it, so its pixels get the values the whole box would give.
+    for rows in row_bands(y1 - y0, w):
+        a, b = y0 + rows.start, y0 + rows.stop
+        ba, bb = max(a - _HALF, y0), min(b + _HALF, y1)
+        mp = _grad_mag(p8[ba:bb, x0:x1], "p")
+        mg = _grad_mag(g8[ba:bb, x0:x1], "g")
+        keep = slice(a - ba, b - ba)
+        total += float(cv2.norm(mp[keep, :w], mg[keep, :w], cv2.NORM_L2SQR))
+    return total / 1000.0
 
 
 # ---------------------------------------------------------------- connectivity
@@ -164,27 +173,39 @@ def conn(p8: np.ndarray, g8: np.ndarray) -> float:
         levels[y:y + bh, x:x + bw] = lv
     # phi(x) = 1 - d * (d >= 0.15), d = x - level / 10, read from an (11, 256) table.
     table = _phi_table()
+    # calcHist counts in float32, exact below 2**24: zero stays zero above that, which is all
+    # this histogram is asked.
     g_hist = cv2.calcHist([g8], [0], None, [256], [0, 256]).ravel()
-    if p8.size < 1 << 24 and g_hist[1:255].sum() == 0:
+    h, w = p8.shape
+    if g_hist[1:255].sum() == 0:
         # A binary reference: count (prediction level, connected tenths) pairs over each
-        # reference value; pixels equal in both images contribute |phi - phi| = 0.
+        # reference value; pixels equal in both images contribute |phi - phi| = 0. Counted
+        # in bands of rows (each under 2**24 pixels, so float32 counts are exact).
         total = 0.0
         for gv in (0, 255):
             if g_hist[gv]:
-                hist = cv2.calcHist([p8, levels], [0, 1], (g8 == gv).view(np.uint8), [256, 11],
-                                    [0, 256, 0, 11])
+                hist = np.zeros(256 * 11, np.float64)
+                for rows in row_bands(h, w):
+                    hist += cv2.calcHist([p8[rows], levels[rows]], [0, 1],
+                                         (g8[rows] == gv).view(np.uint8), [256, 11],
+                                         [0, 256, 0, 11]).ravel()
                 err = np.abs(table.T - table[:, gv][None, :])  # (256 levels, 11 tenths)
-                total += float(err.ravel() @ hist.ravel().astype(np.float64))
+                total += float(err.ravel() @ hist)
         return total / 1000.0
-    # Otherwise, only pixels where the two images differ can contribute.
-    diff = np.flatnonzero(p8 != g8)
-    if diff.size == 0:
-        return 0.0
+    # Otherwise, only pixels where the two images differ can contribute (in bands of rows:
+    # ~40 bytes of temporaries per differing pixel).
     flat = table.ravel()
-    base = levels.ravel()[diff].astype(np.intp) * 256
-    phi_p = flat[base + p8.ravel()[diff]]
-    phi_g = flat[base + g8.ravel()[diff]]
-    return float(np.abs(phi_p - phi_g).sum()) / 1000.0
+    total = 0.0
+    for rows in row_bands(h, w):
+        p_r, g_r = p8[rows].ravel(), g8[rows].ravel()
+        diff = np.flatnonzero(p_r != g_r)
+        if diff.size == 0:
+            continue
+        base = levels[rows].ravel()[diff].astype(np.intp) * 256
+        phi_p = flat[base + p_r[diff]]
+        phi_g = flat[base + g_r[diff]]
+        total += float(np.abs(phi_p - phi_g).sum())
+    return total / 1000.0
 
 
 @functools.cache

@@ -43,6 +43,9 @@ _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 # Below this many pixels a second thread costs more than it saves.
 _PARALLEL_MIN_PIXELS = 512 * 512
+# Above this, one thread: the two halves' temporaries would be held at once (~1 GB at 50 MP),
+# and at that size the second thread was seen to save little.
+_PARALLEL_MAX_PIXELS = 1 << 24
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -72,12 +75,12 @@ def score_image(pred: np.ndarray, gt: np.ndarray, name: str = "",
 
     threads: 2 computes SSIM and connectivity in a second thread (OpenCV and numpy release
     the GIL), about 1.3-1.5x faster on two cores; 1 runs everything in the calling thread.
-    None (default): 2 for images of 512x512 pixels and more, else 1. The values are
-    identical either way.
+    None (default): 2 for images from 512x512 to 16.7 MP, else 1 (above that, memory
+    over speed). The values are identical either way.
     """
     p8, g8 = check_pair(pred, gt)
     if threads is None:
-        threads = 2 if p8.size >= _PARALLEL_MIN_PIXELS else 1
+        threads = 2 if _PARALLEL_MIN_PIXELS <= p8.size <= _PARALLEL_MAX_PIXELS else 1
     prep = sod.prepare(p8, g8)
     half = _pool().submit(_second_half, p8, prep) if threads > 1 else None
     values, curves = sod.sod_scores(prep)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from studio.imageio import row_bands
 from studio.metrics.conventions import WFM_BETA
 from studio.metrics.scratch import scratch
 from studio.metrics.sod import EPS, Prepared
@@ -124,11 +125,15 @@ def wfmeasure(prep: Prepared, beta: float = WFM_BETA) -> float:
         not_gt = np.ascontiguousarray(~gt[by0:by1, bx0:bx1]).view(np.uint8)
         dist = scratch("wfm_dist", not_gt.shape, np.float32)
         cv2.distanceTransform(not_gt, cv2.DIST_L2, cv2.DIST_MASK_PRECISE, dst=dist)
-        sel = np.flatnonzero(bg_err[by0:by1, bx0:bx1])
-        d = dist.ravel()[sel].astype(np.float64)
-        e = lut[np.ascontiguousarray(prep.p8[by0:by1, bx0:bx1]).ravel()[sel]]
-        b = 2 - np.exp(np.log(0.5) / 5 * d)
-        fp_w = float(e @ b)
+        # In bands of rows: the selected pixels cost ~40 bytes each in temporaries, which
+        # for a prediction soft over a 50 MP image would be 2 GB at once.
+        err_c, p8_c = bg_err[by0:by1, bx0:bx1], prep.p8[by0:by1, bx0:bx1]
+        for rows in row_bands(by1 - by0, bx1 - bx0):
+            sel = np.flatnonzero(err_c[rows])
+            d = dist[rows].ravel()[sel].astype(np.float64)
+            e = lut[np.ascontiguousarray(p8_c[rows]).ravel()[sel]]
+            b = 2 - np.exp(np.log(0.5) / 5 * d)
+            fp_w += float(e @ b)
 
     tp_w = prep.fg - sum_ew_fg
     r = 1 - sum_ew_fg / prep.fg

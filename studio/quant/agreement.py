@@ -55,5 +55,12 @@ def agreement_with_source(source: Variant, source_artifact: Path, variant: Varia
     pixels = [s.image() for s in samples]
     ref = predict_images(source, source_artifact, pixels, threads, f"check {source.id}", progress)
     got = predict_images(variant, artifact, pixels, threads, f"check {variant.id}", progress)
-    return {"set": {"dataset": images.dataset, "part": images.part, "count": images.count,
-                    "seed": images.seed}, "ids": [s.id for s in samples], **compare_mattes(ref, got)}
+    return {"set": check_set_record(images), "ids": [s.id for s in samples], **compare_mattes(ref, got)}
+
+
+def check_set_record(images: Any) -> dict[str, Any]:
+    """How a build record names the images its agreement was measured on."""
+    out = {"dataset": images.dataset, "part": images.part, "count": images.count, "seed": images.seed}
+    if images.part == "held-out":
+        out["skip"] = images.skip
+    return out

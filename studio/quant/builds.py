@@ -9,7 +9,9 @@
 and the versions of the tools that write the bytes. It does not read any image, so finding
 a build is cheap (`studio models` asks for every variant). The calibration images are
 fingerprinted (ids and content hashes) in `build.json`, and `studio build` rebuilds when
-they have changed.
+they have changed. An int8-static recipe with committed ranges (`calibration.ranges`,
+`studio.quant.ranges`) reads no image at all: its key hashes the ranges instead, and
+`write_ranges` remakes the file from the images where they are.
 """
 
 from __future__ import annotations
@@ -18,17 +20,16 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio import settings
+from studio import labels, settings
 from studio.errors import NotBuilt, StudioError, WeightsNotInstalled
-from studio.fileio import atomic_write_json
-from studio.quant.recipe import Recipe
+from studio.fileio import atomic_write_json, temp_dir_beside
+from studio.quant.recipe import Recipe, resize_target
 from studio.zoo import Variant, load_zoo
 
 ARTIFACT = "model.onnx"
@@ -58,7 +59,7 @@ class BuildRecord:
 
     @property
     def label(self) -> str:
-        return "untrained — latency only" if self.untrained else "trained"
+        return labels.UNTRAINED if self.untrained else "trained"
 
     def installed(self):
         """The record as `studio.weights.store.Installed`, which the engine and fronts read."""
@@ -127,6 +128,12 @@ def key_for(variant: Variant, recipe: Recipe | None = None, source_sha256: str |
         inputs["variant"] = {"precision": variant.precision, "options": variant.options,
                              "input_size": list(variant.input_size) if isinstance(variant.input_size, tuple)
                              else variant.input_size}
+    if recipe.kind == "resize-input":
+        inputs["input_size"] = resize_target(variant.input_size, recipe, variant.id)
+    if recipe.ranges_path is not None:  # the ranges' content, never the file's path
+        from studio.quant.ranges import file_sha256
+
+        inputs["ranges_sha256"] = file_sha256(recipe.ranges_path)
     return recipe.digest(inputs)
 
 
@@ -243,22 +250,22 @@ def build(variant: Variant | str, force: bool = False, progress: bool | Progress
     folder = build_dir(v.id, key)
     calib_fp = None
     if recipe.kind == "int8-static":
-        from studio.quant.images import ImageSet
+        from studio.quant.ranges import calibration_fingerprint
 
-        calib_fp = ImageSet.from_dict(recipe.params["calibration"]).fingerprint()
+        calib_fp = calibration_fingerprint(recipe)
     existing = read_record(folder)
     if existing is not None and not force:
         if calib_fp is None or (existing.calibration or {}).get("content_sha256") == calib_fp["content_sha256"]:
             if existing.kind == "torch":
                 existing.path = src_rec.path
-            if check and existing.agreement is None:  # built with --no-check before
+            if check and _check_is_stale(existing, recipe):  # --no-check before, or another check set
                 _check(v, recipe, existing, folder, threads, progress, say)
             return existing
         say(f"{v.id}: the calibration images changed since the last build; rebuilding")
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     say(f"building {v.id} ({recipe.kind}) from {v.derived_from} [{key[:12]}]")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key[:16]}.", dir=folder.parent))
+    tmp = temp_dir_beside(folder, prefix=f".{key[:16]}.")
     try:
         t0 = time.perf_counter()
         made = makers.make(v, recipe, Path(src_rec.path), tmp / ARTIFACT, progress=progress, threads=threads)
@@ -292,6 +299,43 @@ def build(variant: Variant | str, force: bool = False, progress: bool | Progress
     return rec
 
 
+def write_ranges(variant: Variant | str, out: str | Path | None = None, progress: bool | Progress = True,
+                 threads: int = 0) -> Path:
+    """(Re)make an int8-static recipe's committed ranges file from its calibration images
+    (which must be on this machine); `out` defaults to the recipe's `calibration.ranges`."""
+    from importlib.metadata import version
+
+    from studio.quant import makers
+    from studio.quant.images import ImageSet
+    from studio.quant.ranges import write_ranges as write_file
+    from studio.weights.store import hash_file
+
+    v = load_zoo().get(variant) if isinstance(variant, str) else variant
+    recipe = recipe_of(v)
+    if recipe.kind != "int8-static":
+        raise BuildError(f"{v.id}: only int8-static recipes carry calibration ranges")
+    dest = Path(out) if out else recipe.ranges_path
+    if dest is None:
+        raise BuildError(f"{v.id}: its recipe names no calibration.ranges file; pass --out")
+    src_rec = ensure_source(v, progress, threads)
+    prepared = makers.prepared_model(Path(src_rec.path), recipe.params["outputs"], makers.calibration_dir())
+    ranges, _ = makers.calibration_ranges(v, recipe, prepared, progress, threads)
+    cal = recipe.params["calibration"]
+    meta = {
+        **ImageSet.from_dict(cal).provenance(),
+        "variant": v.id,
+        "source": {"variant": v.derived_from, "sha256": src_rec.sha256},
+        "measured_on": {"prepared_sha256": hash_file(prepared, ("sha256",))["sha256"],
+                        "input_size": list(v.input_size), "preprocess": v.preprocess,
+                        "outputs": recipe.params["outputs"], "num_bins": int(cal["num_bins"]),
+                        "tools": {"onnx": version("onnx"), "onnxruntime": version("onnxruntime")}},
+        "regenerate": f"studio build --write-ranges {v.id}",
+    }
+    path = write_file(dest, ranges, meta)
+    _say(progress)(f"wrote {path} ({len(ranges.ranges)} tensors, {ranges.method})")
+    return path
+
+
 def _must_load(v: Variant, artifact: Path) -> None:
     """An artifact ONNX Runtime refuses is never recorded as built."""
     import onnxruntime as ort
@@ -308,15 +352,31 @@ def _must_load(v: Variant, artifact: Path) -> None:
 def _check(v: Variant, recipe: Recipe, rec: BuildRecord, folder: Path, threads: int,
            progress: bool | Progress, say: Progress) -> None:
     from studio.quant.agreement import agreement_with_source
+    from studio.quant.images import CalibrationDataMissing
 
     src = source_of(v)
     src_rec = source_record(src)
-    rec.agreement = agreement_with_source(src, Path(src_rec.path), v, Path(rec.path), recipe.check_set(),
-                                          threads=threads, progress=bool(progress))
+    try:
+        rec.agreement = agreement_with_source(src, Path(src_rec.path), v, Path(rec.path), recipe.check_set(),
+                                              threads=threads, progress=bool(progress))
+    except CalibrationDataMissing as exc:
+        # The build itself needed no image (committed ranges); only its check does.
+        say(f"agreement check skipped: {exc}")
+        return
     _write_record(folder, rec)
     a = rec.agreement
-    say(f"agreement with {v.derived_from} on {a['n']} images ({a['set']['dataset']}): "
+    say(f"agreement with {v.derived_from} on {labels.check_images(a['set'], a['n'])}: "
         f"IoU {a['iou_mean']:.4f} (min {a['iou_min']:.4f}), MAE {a['mae_mean']:.5f}")
+
+
+def _check_is_stale(rec: BuildRecord, recipe: Recipe) -> bool:
+    """No agreement yet, or one measured on other images than the recipe's check set."""
+    from studio.quant.agreement import check_set_record
+    from studio.quant.images import ImageSet
+
+    if rec.agreement is None:
+        return True
+    return rec.agreement.get("set") != check_set_record(ImageSet.from_dict(recipe.check_set()))
 
 
 def _write_record(folder: Path, rec: BuildRecord) -> None:
@@ -328,7 +388,10 @@ def adhoc_variant(source_id: str, recipe: Recipe, as_id: str) -> Variant:
     src = load_zoo().get(source_id)
     precision = {"fp16": "fp16", "int8-dynamic": "int8-dynamic", "int8-static": "int8-static",
                  "fp32-upcast": "fp32"}.get(recipe.kind, src.precision)
-    return dataclasses.replace(src, id=as_id, precision=precision, derived_from=src.id,
+    size = src.input_size
+    if recipe.kind == "resize-input" and recipe.params.get("input_size"):
+        size = tuple(recipe.params["input_size"])
+    return dataclasses.replace(src, id=as_id, precision=precision, derived_from=src.id, input_size=size,
                                recipe=recipe.canonical(), file=f"{as_id}.onnx",
                                notes=f"ad-hoc build of {source_id}")
 

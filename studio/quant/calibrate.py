@@ -80,13 +80,47 @@ def _session(model: onnx.ModelProto, threads: int):
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
-def _runs(sess, names: Sequence[str], inputs: Iterable[dict[str, np.ndarray]], batch: int):
-    """Yield {tensor: array} per image, asking the session for `batch` tensors at a time
-    (fewer live outputs means less peak memory on big models)."""
+def _runs(sess, batches: Sequence[Sequence[str]], inputs: Iterable[dict[str, np.ndarray]]):
+    """Yield {tensor: array} per image and batch of tensors, asking the session for one batch
+    at a time (fewer live outputs means less peak memory on big models)."""
     for feed in inputs:
-        for start in range(0, len(names), batch):
-            part = list(names[start:start + batch])
-            yield dict(zip(part, sess.run(part, feed), strict=True))
+        for part in batches:
+            yield dict(zip(part, sess.run(list(part), feed), strict=True))
+
+
+def tensor_batches(names: Sequence[str], sizes: dict[str, int], max_bytes: int | None,
+                   max_count: int) -> list[list[str]]:
+    """The tensors split, in order, into batches of at most `max_count` tensors and (when known)
+    `max_bytes` bytes: one model run per batch and image. A tensor larger than the budget goes
+    alone. The statistics do not depend on the split."""
+    out: list[list[str]] = []
+    cur: list[str] = []
+    used = 0
+    for n in names:
+        b = sizes.get(n, 0)
+        if cur and (len(cur) >= max_count or (max_bytes and used + b > max_bytes)):
+            out.append(cur)
+            cur, used = [], 0
+        cur.append(n)
+        used += b
+    if cur:
+        out.append(cur)
+    return out
+
+
+def tensor_sizes(model: onnx.ModelProto) -> dict[str, int]:
+    """Bytes of each float32 tensor whose shape is known (0 where it is not)."""
+    from onnx import shape_inference
+
+    g = model.graph
+    vis = list(g.value_info) + list(g.input) + list(g.output)
+    if not g.value_info:
+        vis = list(shape_inference.infer_shapes(model).graph.value_info) + vis
+    out = {}
+    for v in vis:
+        dims = [d.dim_value for d in v.type.tensor_type.shape.dim]
+        out[v.name] = int(np.prod(dims)) * 4 if dims and all(dims) else 0
+    return out
 
 
 def collect_stats(
@@ -99,6 +133,7 @@ def collect_stats(
     outputs_per_run: int = 100_000,
     hist_sample: int = 1 << 21,
     progress: Callable[[str, int], None] | None = None,
+    max_batch_mb: float | None = None,
 ) -> dict[str, TensorStats]:
     """Min, max and (optionally) a histogram over [min, max] of every activation tensor (or
     the named ones) over the calibration inputs: what every method derives its ranges from.
@@ -106,23 +141,33 @@ def collect_stats(
     `inputs` is called once per pass and yields feeds; `progress(phase, n)` is told each
     finished image. Histograms see at most `hist_sample` evenly strided values of a tensor
     per image (its range pass sees them all): binning is the slow part, and a few million
-    values per image place a 99.99th percentile as well as sixteen million do."""
+    values per image place a 99.99th percentile as well as sixteen million do.
+
+    `max_batch_mb` caps the outputs asked for in one run (the memory trap: a transformer's
+    every activation at once can exceed the machine); the model then runs once per batch."""
     model = onnx.load(str(model_path))
     names = list(tensors) if tensors is not None else activation_tensors(model)
-    sess = _session(with_outputs(model, names), threads)
+    max_bytes = int(max_batch_mb * 2**20) if max_batch_mb else None
+    batches = tensor_batches(names, tensor_sizes(model) if max_bytes else {}, max_bytes, outputs_per_run)
+    # ONNX Runtime keeps every graph output of a run alive, fetched or not: a batch of tensors
+    # is a session of its own, with only those tensors as outputs, one at a time.
+    one = len(batches) == 1
+    shared_sess = _session(with_outputs(model, names), threads) if one else None
     stats = {n: TensorStats() for n in names}
 
     def each_image(phase: str, fn: Callable[[str, np.ndarray], None]) -> None:
-        count = 0
-        for feed in inputs():
-            for part in _runs(sess, names, [feed], outputs_per_run):
-                for name, arr in part.items():
+        for b, part in enumerate(batches):
+            sess = shared_sess if one else _session(with_outputs(model, part), threads)
+            count = 0
+            for out in _runs(sess, [part], inputs()):
+                for name, arr in out.items():
                     fn(name, arr)
-            count += 1
-            if progress:
-                progress(phase, count)
-        if count == 0:
-            raise ValueError("the calibration set is empty")
+                count += 1
+                if progress and b == len(batches) - 1:
+                    progress(phase, count)
+            del sess
+            if count == 0:
+                raise ValueError("the calibration set is empty")
 
     each_image("range", lambda n, a: stats[n].update_range(a))
     if histograms:

@@ -6,7 +6,9 @@ A set is a small mapping: `{dataset, part, count, seed}`.
 - `part: calibration`: the `count` samples that `studio.data.subset` ranks first for `seed`
   (sha256 of seed and id). `held_out()` is every other sample: the disjoint part to
   measure on. `part: all`: the first `count` of the same ranking, with nothing held out
-  in particular (for agreement checks).
+  in particular (for agreement checks). `part: held-out` (with `skip`): the `count` samples
+  ranked just after the first `skip`, i.e. images a build calibrated on the first `skip`
+  never saw (an int8-static build's agreement check).
 """
 
 from __future__ import annotations
@@ -23,6 +25,24 @@ from studio import settings
 from studio.errors import StudioError
 
 SHARED_SETS = {"sod-dev": ("datasets", "sod-dev")}
+# What a ranges file records about where its images came from (../shared/datasets/README.md).
+LICENCES = {
+    "sod-dev": ("SOD salient-object benchmark (Movahedi & Elder, 2010) on BSDS500 photographs; "
+                "research use only (BSDS images are Corel-derived; the SOD annotation is York "
+                "University's). Not redistributed: only ranges derived from it are committed."),
+    "embedded": ("the studio's embedded sample, generated in code (studio.data.embedded) over "
+                 "scikit-image's bundled photographs (public domain or CC0)"),
+}
+
+
+def dataset_licence(name: str) -> str:
+    """The licence line a ranges file records for its calibration images."""
+    if name in LICENCES:
+        return LICENCES[name]
+    from studio.data import catalogue
+
+    entry = catalogue.find_entry(name)
+    return f"{entry.title}: {entry.licence}" if entry is not None else "unknown (a local folder)"
 
 
 class CalibrationDataMissing(StudioError):
@@ -52,11 +72,12 @@ class ImageSet:
     part: str
     count: int
     seed: int
+    skip: int = 0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ImageSet:
         return cls(str(d.get("dataset", "embedded")), str(d.get("part", "calibration")),
-                   int(d.get("count", 16)), int(d.get("seed", 0)))
+                   int(d.get("count", 16)), int(d.get("seed", 0)), int(d.get("skip", 0)))
 
     def _open(self, limit: int | None):
         from studio.data import open_dataset
@@ -68,6 +89,9 @@ class ImageSet:
 
     def samples(self) -> list:
         """The chosen samples, in id order."""
+        if self.part == "held-out":
+            seen = {s.id for s in self._open(self.skip)} if self.skip else set()
+            return [s for s in self._open(self.skip + self.count) if s.id not in seen]
         return list(self._open(self.count))
 
     def held_out(self) -> list:
@@ -77,9 +101,18 @@ class ImageSet:
         chosen = {s.id for s in self.samples()}
         return [s for s in self._open(None) if s.id not in chosen]
 
-    def fingerprint(self) -> dict[str, Any]:
-        """What the build hash needs to know: which pixels, not which path."""
+    def provenance(self) -> dict[str, Any]:
+        """Every chosen image's id and content hash, the dataset's name and licence."""
         chosen = self.samples()
+        fp = self.fingerprint(chosen)
+        return {"dataset": self.dataset, "licence": dataset_licence(self.dataset), "part": self.part,
+                "count": len(chosen), "seed": self.seed,
+                "images": [{"id": s.id, "sha256": s.content_hash} for s in chosen],
+                "content_sha256": fp["content_sha256"]}
+
+    def fingerprint(self, chosen: list | None = None) -> dict[str, Any]:
+        """What the build hash needs to know: which pixels, not which path."""
+        chosen = self.samples() if chosen is None else chosen
         h = hashlib.sha256()
         for s in chosen:
             h.update(f"{s.id}\0{s.content_hash}\n".encode())

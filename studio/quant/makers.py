@@ -12,10 +12,15 @@ import numpy as np
 import onnx
 
 from studio import settings
+from studio.fileio import publish, temp_beside
 from studio.quant.recipe import Recipe
 from studio.zoo import Variant
 
 QUANT_TYPES = {"uint8": "QUInt8", "int8": "QInt8"}
+# Activations asked for per calibration run, in MB (the statistics do not depend on it): IS-Net
+# at 1024 needs about two runs per image; a Swin transformer's attention maps would otherwise
+# all be alive at once (OOM-killed at 384 on a 23 GB machine).
+CALIBRATION_BATCH_MB = 3072
 
 
 def make(variant: Variant, recipe: Recipe, source: Path, dest: Path, progress: Any = True,
@@ -133,14 +138,13 @@ def calibration_stats(variant: Variant, recipe: Recipe, prepared: Path, progress
     try:
         stats = collect_stats(
             prepared, lambda: feeds(samples, input_name, tuple(variant.input_size), variant.preprocess),
-            num_bins=int(cal["num_bins"]), threads=threads, progress=lambda phase, n: bar.update(1))
+            num_bins=int(cal["num_bins"]), threads=threads, progress=lambda phase, n: bar.update(1),
+            max_batch_mb=CALIBRATION_BATCH_MB)
     finally:
         bar.close()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
-        tmp = Path(f.name)
+    tmp = temp_beside(path)
     save_stats(stats, tmp)
-    tmp.replace(path)
+    publish(tmp, path)
     return stats, fp
 
 
@@ -268,9 +272,37 @@ def make_int8_static(variant, recipe, source, dest, progress=True, threads=0) ->
     p = recipe.params
     prepared = prepared_model(source, p["outputs"], calibration_dir())
     check_nodes(prepared, p["quantize"]["nodes_in_float"])
-    ranges, fp = calibration_ranges(variant, recipe, prepared, progress, threads)
+    if recipe.ranges_path is not None:
+        ranges, fp = committed_ranges(recipe, prepared)
+    else:
+        ranges, fp = calibration_ranges(variant, recipe, prepared, progress, threads)
     quantize_static_model(prepared, ranges, p["quantize"], dest)
     return {"calibration": fp}
+
+
+def committed_ranges(recipe: Recipe, prepared: Path):
+    """The recipe's committed ranges file, checked against the recipe and the model."""
+    from studio.quant.graph import activation_tensors
+    from studio.quant.ranges import calibration_fingerprint, check_fits, read_ranges
+
+    path = recipe.ranges_path
+    ranges, meta = read_ranges(path)
+    tensors = activation_tensors(onnx.load(str(prepared), load_external_data=False))
+    check_fits(ranges, meta, recipe.params["calibration"], tensors, path)
+    return ranges, calibration_fingerprint(recipe)
+
+
+def make_resize_input(variant, recipe, source, dest, **_) -> dict:
+    """The source at the variant's input size, every traced Resize target following it."""
+    from studio.quant.recipe import RecipeError, resize_target
+    from studio.quant.resize import resize_model
+
+    w, h = resize_target(variant.input_size, recipe, variant.id)
+    if isinstance(variant.input_size, tuple) and list(variant.input_size) != [w, h]:
+        raise RecipeError(f"{variant.id}: its input_size {list(variant.input_size)} is not the recipe's {[w, h]}")
+    model, report = resize_model(onnx.load(str(source)), (h, w))
+    _save(model, dest)
+    return {"notes": report.to_json()}
 
 
 def check_nodes(model_path: Path, names: list[str]) -> None:
@@ -314,4 +346,5 @@ MAKERS = {
     "int8-static": make_int8_static,
     "torch": make_torch,
     "onnx-export": make_onnx_export,
+    "resize-input": make_resize_input,
 }

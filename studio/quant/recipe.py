@@ -18,7 +18,13 @@ Kinds:
 - `torch`: load-time options of an InSPyReNet checkpoint (dtype, dynamic int8 Linear,
   torch.compile); no new file, the source checkpoint is the artifact;
 - `onnx-export`: an InSPyReNet checkpoint exported to ONNX at a fixed input size, which
-  the ONNX recipes above can take as their source.
+  the ONNX recipes above can take as their source;
+- `resize-input`: a fixed-size ONNX model at another input size (`studio.quant.resize`
+  rewrites the traced Resize targets and proves that they follow).
+
+An int8-static recipe may carry its calibration ranges (`calibration.ranges`, a file beside
+the recipe, `studio.quant.ranges`): the build then reads no image. The hash covers the
+ranges themselves, not the file's path.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import yaml
 from studio import settings
 from studio.errors import StudioError
 
-KINDS = ("fp32-upcast", "fp16", "int8-dynamic", "int8-static", "torch", "onnx-export")
+KINDS = ("fp32-upcast", "fp16", "int8-dynamic", "int8-static", "torch", "onnx-export", "resize-input")
 
 # Which images a build's agreement check runs on when the recipe has no calibration set.
 DEFAULT_CHECK = {"dataset": "embedded", "part": "all", "count": 8, "seed": 0}
@@ -67,6 +73,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
             "method": "percentile",  # minmax | percentile | entropy
             "percentile": 99.999,
             "num_bins": 2048,
+            # a ranges file (relative to the repository root): the build reads it instead of
+            # the images. Not hashed as a path: the key hashes the ranges in it.
+            "ranges": None,
         },
         "quantize": {
             "format": "qdq",  # qdq | qoperator
@@ -86,6 +95,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "check": {"dataset": "embedded", "part": "all", "count": 2, "seed": 0},
         "opset": 17,
         "input_size": None,  # None: the source variant's fixed input size
+        "exporter": "torchscript",  # torchscript | dynamo (torch.export + onnxscript)
+    },
+    "resize-input": {
+        "check": DEFAULT_CHECK,
+        "input_size": None,  # [width, height]; None: the variant's input_size
     },
 }
 
@@ -96,6 +110,7 @@ ENUMS = {
     ("quantize", "activations"): ("uint8", "int8"),
     ("quantize", "weights"): ("uint8", "int8"),
 }
+TOP_ENUMS = {"exporter": ("torchscript", "dynamo")}
 
 
 class RecipeError(StudioError, ValueError):
@@ -138,6 +153,9 @@ class Recipe:
             if section in params and params[section] and params[section].get(key) not in allowed:
                 raise RecipeError(f"recipe {section}.{key} must be one of {allowed}, got "
                                   f"{params[section].get(key)!r}")
+        for key, allowed in TOP_ENUMS.items():
+            if key in params and params[key] not in allowed:
+                raise RecipeError(f"recipe {key} must be one of {allowed}, got {params[key]!r}")
         if kind == "int8-static":
             cal = params["calibration"]
             if int(cal["count"]) < 1:
@@ -148,6 +166,11 @@ class Recipe:
             params["quantize"]["nodes_in_float"] = sorted(dict.fromkeys(nodes))  # order is not meaning
         if kind == "int8-dynamic":
             params["nodes_in_float"] = sorted(dict.fromkeys(params["nodes_in_float"]))
+        if kind == "resize-input" and params["input_size"] is not None:
+            size = params["input_size"]
+            if not (isinstance(size, list | tuple) and len(size) == 2 and all(isinstance(x, int) and x > 0 for x in size)):
+                raise RecipeError(f"recipe input_size must be [width, height] in pixels, got {size!r}")
+            params["input_size"] = [int(size[0]), int(size[1])]
         return cls(kind=kind, params=params, notes=dict(notes))
 
     def canonical(self) -> dict[str, Any]:
@@ -157,17 +180,37 @@ class Recipe:
     def canonical_json(self) -> str:
         return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
+    def hashed(self) -> dict[str, Any]:
+        """The canonical recipe less what is hashed by content elsewhere: the ranges file's
+        path (the key takes the hash of its ranges; moving the file changes nothing)."""
+        out = self.canonical()
+        if self.kind == "int8-static":
+            out = copy.deepcopy(out)
+            out["calibration"].pop("ranges", None)
+        return out
+
+    @property
+    def ranges_path(self) -> Path | None:
+        """The committed calibration ranges of an int8-static recipe, if it names a file."""
+        if self.kind != "int8-static" or not self.params["calibration"].get("ranges"):
+            return None
+        return resolve_path(self.params["calibration"]["ranges"])
+
     def digest(self, inputs: dict[str, Any] | None = None) -> str:
         """sha256 of the recipe plus its inputs (source hash, tool versions, calibration set)."""
-        blob = json.dumps({"recipe": self.canonical(), "inputs": inputs or {}}, sort_keys=True,
+        blob = json.dumps({"recipe": self.hashed(), "inputs": inputs or {}}, sort_keys=True,
                           separators=(",", ":"), ensure_ascii=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def check_set(self) -> dict[str, Any]:
-        """The images the build's agreement check runs on."""
+        """The images the build's agreement check runs on: for int8-static, as many images
+        as it calibrated on, taken from the ones it did not calibrate on."""
         if self.kind == "int8-static" and not self.params.get("check"):
             cal = self.params["calibration"]
-            return {k: cal[k] for k in ("dataset", "part", "count", "seed")}
+            if cal.get("part") == "all":  # calibrated on the whole dataset: nothing is held out
+                return {k: cal[k] for k in ("dataset", "part", "count", "seed")}
+            return {"dataset": cal["dataset"], "part": "held-out", "count": int(cal["count"]),
+                    "seed": cal["seed"], "skip": int(cal["count"])}
         return dict(self.params.get("check") or DEFAULT_CHECK)
 
     def to_yaml(self, header: str = "") -> str:
@@ -189,6 +232,14 @@ class Recipe:
             else:
                 raw[key] = value
         return Recipe.from_dict(raw)
+
+
+def resize_target(variant_size: Any, recipe: Recipe, where: str = "") -> list[int]:
+    """The [width, height] a `resize-input` recipe makes: its own, else the variant's."""
+    size = recipe.params.get("input_size") or variant_size
+    if not isinstance(size, list | tuple) or len(size) != 2:
+        raise RecipeError(f"{where}: a resize-input build needs a fixed input_size, got {size!r}")
+    return [int(size[0]), int(size[1])]
 
 
 def resolve_path(path: str | Path) -> Path:

@@ -15,13 +15,14 @@ from typing import Any
 
 import gradio as gr
 
-from studio import settings
+from studio import labels, settings
 from studio.errors import StudioError
 from studio.pool import DEFAULT_POOL
 from studio.ui import benchmark as bench_h
 from studio.ui import compare as compare_h
 from studio.ui import models as models_h
-from studio.ui import space, theme, variants
+from studio.ui import prefetch, space, theme, variants
+from studio.ui.arena_blocks import arena_tab
 from studio.ui.uploads import UploadError
 
 INFERENCE = "inference"  # the one queue slot every timed function shares
@@ -58,25 +59,31 @@ def user_errors(fn: Callable) -> Callable:
 def _compare_outputs(out: tuple) -> tuple:
     gallery, slider, picker, table, rows, files, status, state = out
     per_row = 3 if state.get("with_reference") else 2
+    ref = state.get("reference_id")
+    label = (f"Timings (ms) and {labels.agreement_with(ref)} (no mask: not accuracy)" if ref
+             else "Timings (ms) and metrics")
     return (
         gr.Gallery(value=gallery, columns=per_row),
         slider,
-        gr.Dropdown(choices=picker["choices"], value=picker["value"]),
-        table,
+        gr.Dropdown(choices=compare_h.picker_choices(state), value=picker["value"]),
+        gr.Dataframe(value={k: v for k, v in table.items() if k != "column_widths"}, label=label,
+                     column_widths=table.get("column_widths") or None),
         rows,
         files,
         status,
         state,
+        state.get("tables") or None,
     )
 
 
-
 @user_errors
-def compare(image: Any, reference: Any = None, variant_ids: list[str] | None = None):
+def compare(image: Any, reference: Any = None, variant_ids: list[str] | None = None,
+            reference_variant: str | None = None):
     """Compare variants on one image. Streams: gallery, slider, slider picker, table,
     JSON rows (one per variant: id, timings, metrics when a reference is given), downloads,
-    status."""
-    for out in compare_h.compare(image, reference, variant_ids):
+    status, state, and the results as CSV and JSON. Without a mask, `reference_variant`
+    scores every variant against that model's matte (agreement, not accuracy)."""
+    for out in compare_h.compare(image, reference, variant_ids, reference_variant):
         yield _compare_outputs(out)
 
 
@@ -87,6 +94,16 @@ def show_slider(variant_id: str | None, state: dict | None):
 def select_result(state: dict | None, evt: gr.SelectData):
     vid = compare_h.variant_at(evt.index if isinstance(evt.index, int) else 0, state)
     return gr.Dropdown(value=vid), compare_h.slider_for(vid, state)
+
+
+def reference_note(reference: Any, reference_variant: str | None):
+    """Under the Compare inputs: what the metrics will be measured against."""
+    if reference:
+        return "<sub>Metrics and error overlays: against the uploaded mask.</sub>"
+    if reference_variant:
+        return (f"<sub>No mask: metrics and error overlays are <b>{labels.agreement_with(reference_variant)}</b>, "
+                "not accuracy.</sub>")
+    return "<sub>No mask and no reference model: timings only.</sub>"
 
 
 @user_errors
@@ -110,32 +127,75 @@ def sample_choices():
 
 # --- Benchmark --------------------------------------------------------------------------------
 
+def _bench_table(table: dict[str, Any], public: dict[str, Any] | None) -> gr.Dataframe:
+    value = {k: v for k, v in table.items() if k != "column_widths"}
+    return gr.Dataframe(value=value, label=bench_h.table_label(public),
+                        column_widths=table.get("column_widths") or None)
+
+
 def _bench_outputs(out: tuple) -> tuple:
+    """The table goes out as a plain value (what API callers read); its label and column widths
+    follow in `bench_details`."""
     md, fig, table, files, run, public = out
-    return md, fig, table, files, run, public
+    return md, fig, {k: v for k, v in table.items() if k != "column_widths"}, files, run, public
 
 
 @user_errors
 def benchmark(source: str, dataset: str | None, zip_file: Any, variant_ids: list[str] | None,
               limit: float | None, warmup: float | None, repeats: float | None, cold_start: bool,
-              p95: float | None, memory: float | None, price: float | None,
+              p95: float | None, memory: float | None, price: float | None, reference: str | None = None,
+              folder: str | None = None, columns: list[str] | None = None,
               progress: gr.Progress = gr.Progress()):  # noqa: B008 (Gradio's documented pattern)
     """Run the benchmark suite; returns recommendation, Pareto plot, table, report files,
-    run id and summary.json."""
+    run id and summary.json. `reference`: a variant id to score against (labels-free), or blank
+    for the dataset's masks; `folder`: a folder of images (the images-only source)."""
     return _bench_outputs(bench_h.benchmark(source, dataset, zip_file, variant_ids, limit, warmup, repeats,
-                                            cold_start, p95, memory, price, progress=progress))
+                                            cold_start, p95, memory, price, progress=progress,
+                                            reference=reference, folder=folder, extra=columns))
 
 
 @user_errors
-def recommend(run: str, p95: float | None, memory: float | None, price: float | None):
-    return _bench_outputs(bench_h.rerecommend(run, p95, memory, price))
+def recommend(run: str, p95: float | None, memory: float | None, price: float | None,
+              columns: list[str] | None = None):
+    return _bench_outputs(bench_h.rerecommend(run, p95, memory, price, columns))
 
 
 @user_errors
-def open_run(run: str | None, p95: float | None, memory: float | None, price: float | None):
+def open_run(run: str | None, p95: float | None, memory: float | None, price: float | None,
+             columns: list[str] | None = None):
     if not run:
         raise UploadError("choose a past run first")
-    return _bench_outputs(bench_h.open_run(run, p95, memory, price))
+    return _bench_outputs(bench_h.open_run(run, p95, memory, price, columns))
+
+
+@user_errors
+def bench_details(run: str, p95: float | None, memory: float | None, price: float | None,
+                  columns: list[str] | None = None):
+    """Beside the table: its notes, the masks block of a labels-free run, the export button."""
+    d = bench_h.details(run, p95, memory, price, columns)
+    ex = d["export"]
+    gt = d["gt_table"]
+    table = gr.Dataframe(label=bench_h.table_label(d["public"]), column_widths=d["column_widths"] or None)
+    return (table, d["notes"], d["gt_heading"],
+            gr.Dataframe(value=gt, visible=True) if gt else gr.Dataframe(value=None, visible=False),
+            gr.Button(value=ex["label"], visible=ex["visible"], interactive=ex["enabled"]), ex["note"],
+            ex["variant"] or "")
+
+
+@user_errors
+def bench_columns(run: str, p95: float | None, memory: float | None, price: float | None,
+                  columns: list[str] | None, public: dict | None):
+    """The column picker: the same run's table with other columns (nothing reruns)."""
+    if not run:
+        return gr.skip(), gr.skip()
+    table = bench_h.table_for(run, p95, memory, price, columns)
+    return _bench_table(table, public), bench_h.details(run, p95, memory, price, columns)["notes"]
+
+
+@user_errors
+def export_model(variant_id: str | None, progress: gr.Progress = gr.Progress()):  # noqa: B008
+    """The recommendation card's "Export this model": a zip of the serving bundle."""
+    return gr.File(value=bench_h.export_model(variant_id, progress=progress), visible=True)
 
 
 def list_runs():
@@ -147,17 +207,62 @@ def catalogue_choices():
     return gr.Dropdown(choices=bench_h.catalogue_choices())
 
 
-def dataset_source(source: str):
+def dataset_source(source: str, reference: str | None = None):
+    """Show the inputs a source needs; images without masks get a reference model picked."""
+    images = source == bench_h.SOURCE_IMAGES
+    label = "Zip of images (masks optional: im/ + gt/ or images alone)" if images else "Zip with im/ and gt/ folders"
+    ref = reference or ""
+    if images and not ref:
+        ref = variants.default_reference() or ""
     return (gr.Dropdown(visible=source == bench_h.SOURCE_CATALOGUE),
-            gr.File(visible=source == bench_h.SOURCE_ZIP))
+            gr.File(visible=source in (bench_h.SOURCE_ZIP, bench_h.SOURCE_IMAGES), label=label),
+            gr.Textbox(visible=images and not settings.on_spaces()),
+            gr.Dropdown(value=ref))
 
 
 # --- Models -----------------------------------------------------------------------------------
 
 @user_errors
 def fetch_weights(variant_ids: list[str] | None, untrained: bool,
-                  progress: gr.Progress = gr.Progress(track_tqdm=True)):  # noqa: B008
+                  progress: gr.Progress = gr.Progress()):  # noqa: B008
+    """Queue the fetches on the background worker and follow them (the status panel too)."""
     return models_h.fetch(variant_ids, untrained, progress=progress)
+
+
+@user_errors
+def build_variant(variant_id: str | None, progress: gr.Progress = gr.Progress()):  # noqa: B008
+    """Build a declared build (models/zoo.d) here, with its messages as progress."""
+    return models_h.build(variant_id, progress=progress)
+
+
+def weights_tick(seen: int, to_fetch_now: list[str] | None, bench_now: list[str] | None,
+                 build_now: str | None, shown: list[str] | None, *current_groups: list[str] | None):
+    """The Models tab's timer: the background-job panel; and, when a job has ended since this
+    page last looked (or on its first tick), the header, zoo table and every picker. What the
+    user has picked stays picked; newly installed default variants join the selections."""
+    gen = prefetch.TRACKER.generation
+    if gen == seen:  # nothing ended: redraw the panel while something runs, else nothing
+        status = models_h.status_html() if prefetch.TRACKER.busy() else gr.skip()
+        return (status, gen, gr.skip(), *[gr.skip()] * (5 + len(current_groups)), gr.skip())
+    snap = models_h.snapshot(gen)
+    before = {vid for g in current_groups if g for vid in g}
+    shown_before = set(shown or [])
+    fresh = [vid for vid in snap.defaults if vid not in shown_before]  # newly installed defaults
+    boxes = [gr.CheckboxGroup(choices=items, visible=bool(items),
+                              value=[vid for _, vid in items if vid in before or vid in fresh])
+             for items in snap.groups.values()]
+    installed_ids = {vid for _, vid in snap.installed}
+    bench_value = [vid for vid in (bench_now or []) if vid in installed_ids]
+    bench_value += [vid for vid in fresh if vid not in bench_value]
+    still = {vid for _, vid in snap.fetchable}
+    builds = {vid for _, vid in snap.buildable}
+    device = "ZeroGPU + CPU" if space.zerogpu_available() and settings.on_spaces() else "CPU"
+    return (models_h.status_html(), gen, theme.header_html(len(snap.installed), snap.n_zoo, device), snap.zoo,
+            gr.Dropdown(choices=snap.fetchable, value=[v for v in (to_fetch_now or []) if v in still],
+                        multiselect=True),
+            gr.Dropdown(choices=snap.installed, value=bench_value, multiselect=True), models_h.pool_status(),
+            [vid for _, vid in snap.installed], *boxes,
+            gr.Dropdown(choices=snap.buildable, value=build_now if build_now in builds else None))
 
 
 def refresh_models(shown: list[str] | None, *current_groups: list[str] | None):
@@ -201,7 +306,7 @@ def build_app() -> gr.Blocks:
 
     with gr.Blocks(title="Matting Studio", analytics_enabled=False, delete_cache=(3600, 7200),
                    fill_width=True) as demo:
-        gr.HTML(theme.header_html(len(installed), len(zoo_choices), device))
+        header = gr.HTML(theme.header_html(len(installed), len(zoo_choices), device))
         with gr.Tabs():
             # ----- Compare
             with gr.Tab("Compare", id="compare"), gr.Row(equal_height=False):
@@ -211,8 +316,14 @@ def build_app() -> gr.Blocks:
                     reference = gr.Image(label="Reference mask (optional)", type="filepath",
                                          image_mode=None, height=150, sources=["upload", "clipboard"],
                                          elem_id="compare-reference", buttons=[])
-                    gr.Markdown("<sub>A reference mask adds metrics and error overlays. "
-                                f"Uploads up to {settings.max_upload_mb():g} MB.</sub>")
+                    reference_model = gr.Dropdown(
+                        label="…or, without a mask, score against a model",
+                        info="its matte stands in for the mask: agreement, not accuracy",
+                        choices=[("none (timings only)", ""), *variants.reference_choices()], value="",
+                        elem_id="compare-reference-model")
+                    reference_md = gr.Markdown("<sub>A reference mask (or a reference model) adds metrics and "
+                                               f"error overlays. Uploads up to {settings.max_upload_mb():g} MB.</sub>",
+                                               elem_id="compare-reference-note")
                     sample = gr.Dropdown(label="…or pick an image from the embedded sample",
                                          info="loads the image and its exact reference mask",
                                          choices=[], value=None, elem_id="sample-picker")
@@ -224,7 +335,9 @@ def build_app() -> gr.Blocks:
                             family_boxes.append(gr.CheckboxGroup(
                                 choices=items, value=[vid for _, vid in items if vid in default_ids],
                                 label=variants.family_label(family), visible=bool(items),
-                                elem_classes=["family-group"], show_select_all=len(items) > 1))
+                                elem_classes=["family-group"], show_select_all=len(items) > 1,
+                                info=("not selected unless you tick them: their quality is noise"
+                                      if family == variants.UNTRAINED_GROUP else None)))
                         missing = len(zoo_choices) - len(installed)
                         if missing:
                             gr.Markdown(f"<sub>{missing} more variants in the zoo need weights: "
@@ -249,6 +362,9 @@ def build_app() -> gr.Blocks:
                                                       info="or click a result in the gallery")
                     files = gr.File(label="Downloads: cut-outs (RGBA PNG) and masks", file_count="multiple",
                                     elem_id="compare-files", height=180)
+                    table_files = gr.File(label="Results table: CSV and JSON (one row per variant: timings, "
+                                                "every metric)", file_count="multiple", elem_id="compare-tables",
+                                          height=110)
                     with gr.Accordion("API rows (JSON)", open=False):
                         rows_json = gr.JSON(label="one row per variant", elem_id="compare-json")
                     state = gr.State({})
@@ -256,22 +372,34 @@ def build_app() -> gr.Blocks:
 
             # ----- Benchmark
             with gr.Tab("Benchmark", id="benchmark"), gr.Row(equal_height=False):
-                with gr.Column(scale=4, min_width=320):
+                with gr.Column(scale=3, min_width=320):
                     source = gr.Radio(bench_h.SOURCES, value=bench_h.SOURCE_EMBEDDED, label="Dataset",
                                       elem_id="bench-source")
                     catalogue = gr.Dropdown(label="Catalogue dataset or folder (im/ + gt/)",
                                             choices=[], value=None,
                                             allow_custom_value=True, visible=False)
                     zip_file = gr.File(label="Zip with im/ and gt/ folders", file_types=[".zip"],
-                                       visible=False)
+                                       visible=False, elem_id="bench-zip")
+                    images_folder = gr.Textbox(label="…or a folder of images on this machine", value="",
+                                               placeholder="/path/to/images (masks optional)", visible=False,
+                                               elem_id="bench-folder")
+                    bench_reference = gr.Dropdown(
+                        choices=[(bench_h.GROUND_TRUTH_LABEL, bench_h.GROUND_TRUTH),
+                                 *((labels.agreement_with(vid), vid) for _, vid in variants.reference_choices())],
+                        value=bench_h.GROUND_TRUTH, label="Score against",
+                        info="a model instead of masks: every number becomes agreement with it, not accuracy",
+                        elem_id="bench-reference")
                     bench_variants = gr.Dropdown(choices=[(c.label, c.id) for c in installed],
                                                  value=default_ids, multiselect=True,
-                                                 label="Models", elem_id="bench-variants")
+                                                 label="Models", elem_id="bench-variants",
+                                                 info="untrained checkpoints (⚠) are opt-in: latency and memory "
+                                                      "only")
                     with gr.Row():
                         limit = gr.Number(value=8, precision=0, minimum=0, label="Images (0: all)", elem_id="bench-limit")
                         warmup = gr.Number(value=1, precision=0, minimum=0, label="Warm-up")
                         repeats = gr.Number(value=1, precision=0, minimum=1, label="Repeats")
-                    cold = gr.Checkbox(value=False, label="Measure cold start (a fresh process per model; slow)")
+                    cold = gr.Checkbox(value=False, label="Measure cold start (a fresh process per model; slow)",
+                                       info="memory is measured either way: in-process when this is off")
                     gr.Markdown("**Budgets**: changing one updates the recommendation without rerunning.")
                     with gr.Row():
                         p95 = gr.Number(value=0, label="p95 ≤ ms (0: none)", minimum=0, elem_id="bench-p95")
@@ -284,19 +412,39 @@ def build_app() -> gr.Blocks:
                         with gr.Row():
                             open_btn = gr.Button("Open", size="sm", elem_id="open-run")
                             refresh_btn = gr.Button("Refresh list", size="sm")
-                with gr.Column(scale=8, min_width=480):
+                with gr.Column(scale=9, min_width=480):
                     rec_md = gr.Markdown("Run the benchmark, or open a past run.", elem_id="recommendation")
+                    with gr.Row(equal_height=True, elem_id="export-row"):
+                        export_btn = gr.Button("Export this model", visible=False, interactive=False, size="sm",
+                                               variant="secondary", scale=0, min_width=260, elem_id="export-model")
+                        export_note = gr.Markdown(elem_id="export-note")
+                    export_file = gr.File(label="Exported serving bundle", visible=False, elem_id="export-file",
+                                          height=90)
+                    bench_table = gr.Dataframe(label=bench_h.table_label(None), interactive=False,
+                                               wrap=True, elem_id="bench-table", buttons=["copy"], max_height=900)
+                    with gr.Accordion("More columns: p50, p99, img/s, wF, the matting metrics …", open=False,
+                                      elem_id="bench-columns-box"):
+                        bench_cols = gr.CheckboxGroup(bench_h.OPTIONAL_COLUMNS, value=list(bench_h.DEFAULT_COLUMNS),
+                                                      label="Columns beside the decision columns", elem_id="bench-columns")
+                    bench_notes = gr.Markdown(elem_id="bench-notes")
+                    gt_md = gr.Markdown(elem_id="bench-gt-heading")
+                    gt_table = gr.Dataframe(interactive=False, wrap=True, visible=False, elem_id="bench-gt-table",
+                                            label="Images with masks, scored against the masks")
                     plot = gr.Plot(label="Pareto: quality vs p95 latency", elem_id="bench-plot")
-                    bench_table = gr.Dataframe(label="Summary (★ recommended, ☆ runner-up)", interactive=False,
-                                               wrap=True, elem_id="bench-table", buttons=["copy"])
                     report_files = gr.File(label="Report (HTML, summary.json, per-image CSV)",
                                            file_count="multiple")
                     with gr.Accordion("summary.json", open=False):
                         summary_json = gr.JSON()
                     run_id = gr.Textbox(label="run", visible=False)
+                    rec_variant = gr.Textbox(label="recommended", visible=False)
 
             # ----- Models
             with gr.Tab("Models", id="models") as models_tab:
+                # background fetches and builds, redrawn by the timer below
+                weights_status = gr.HTML(models_h.status_html(), elem_id="weights-status",
+                                         css_template=models_h.STATUS_CSS, js_on_load=None)
+                weights_seen = gr.State(-1)  # the tracker generation this page shows (-1: refresh at once)
+                weights_timer = gr.Timer(1.0)
                 pool_md = gr.Markdown(models_h.pool_status())
                 zoo = gr.Dataframe(value=models_h.zoo_table(), label="Model zoo", interactive=False, wrap=True,
                                    elem_id="zoo-table", buttons=["copy"], max_height=620,
@@ -307,14 +455,27 @@ def build_app() -> gr.Blocks:
                     untrained = gr.Checkbox(value=False, scale=2,
                                             label="InSPyReNet: untrained checkpoint (offline; latency only)")
                     fetch_btn = gr.Button("Fetch", variant="primary", scale=1)
-                fetch_md = gr.Markdown()
+                fetch_md = gr.Markdown("<sub>Fetches run one at a time in the background: progress shows here "
+                                       "and in the panel at the top of this tab.</sub>")
+                with gr.Row(equal_height=False):
+                    # filled by the timer's first tick: describing every build would slow the start
+                    to_build = gr.Dropdown(choices=[], value=None, scale=4,
+                                           label="Build a declared build (models/zoo.d)", elem_id="build-pick",
+                                           info="its source is fetched first when missing")
+                    build_btn = gr.Button("Build", variant="primary", scale=1, elem_id="build-run")
+                build_md = gr.Markdown("<sub>A build takes its turn with comparisons and benchmarks (they share "
+                                       "the CPU): progress shows here and in the panel at the top.</sub>",
+                                       elem_id="build-result")
                 pool_btn = gr.Button("Refresh loaded-model status", size="sm")
 
+            arena_tab()  # ----- Arena: layout and events in studio/ui/arena_blocks.py
+
         # ----- events: Compare
-        compare_outputs = [gallery, slider, slider_pick, table, rows_json, files, status, state]
+        compare_outputs = [gallery, slider, slider_pick, table, rows_json, files, status, state, table_files]
         gr.on([g.change for g in family_boxes], select_variants, inputs=family_boxes, outputs=chosen,
               queue=False, api_name="select_variants", show_progress="hidden")
-        run.click(compare, inputs=[image, reference, chosen], outputs=compare_outputs, api_name="compare",
+        run.click(compare, inputs=[image, reference, chosen, reference_model], outputs=compare_outputs,
+                  api_name="compare",
                   concurrency_id=INFERENCE, concurrency_limit=1, preprocess=False,
                   show_progress="minimal", show_progress_on=[status])
         slider_pick.input(show_slider, inputs=[slider_pick, state], outputs=slider, api_name="show_slider",
@@ -322,19 +483,38 @@ def build_app() -> gr.Blocks:
         gallery.select(select_result, inputs=[state], outputs=[slider_pick, slider], api_name="select_result",
                        queue=False, show_progress="hidden")
         sample.input(load_sample, inputs=sample, outputs=[image, reference], api_name="load_sample")
+        gr.on([reference.change, reference_model.change], reference_note, inputs=[reference, reference_model],
+              outputs=reference_md, queue=False, api_name="reference_note", show_progress="hidden")
 
         # ----- events: Benchmark
         bench_outputs = [rec_md, plot, bench_table, report_files, run_id, summary_json]
-        source.change(dataset_source, inputs=source, outputs=[catalogue, zip_file], api_name="dataset_source",
+        budgets = [p95, memory, price]
+        details_outputs = [bench_table, bench_notes, gt_md, gt_table, export_btn, export_note, rec_variant]
+        source.change(dataset_source, inputs=[source, bench_reference],
+                      outputs=[catalogue, zip_file, images_folder, bench_reference], api_name="dataset_source",
                       queue=False, show_progress="hidden")
-        bench_run.click(benchmark, inputs=[source, catalogue, zip_file, bench_variants, limit, warmup, repeats,
-                                           cold, p95, memory, price],
-                        outputs=bench_outputs, api_name="benchmark", concurrency_id=INFERENCE,
-                        concurrency_limit=1, preprocess=False).then(
-            list_runs, outputs=past, api_name="list_runs_after_benchmark", show_progress="hidden")
-        gr.on([p95.input, memory.input, price.input], recommend, inputs=[run_id, p95, memory, price],
-              outputs=bench_outputs, api_name="recommend", trigger_mode="always_last", show_progress="minimal")
-        open_btn.click(open_run, inputs=[past, p95, memory, price], outputs=bench_outputs, api_name="open_run")
+        bench_event = bench_run.click(
+            benchmark, inputs=[source, catalogue, zip_file, bench_variants, limit, warmup, repeats, cold, *budgets,
+                               bench_reference, images_folder, bench_cols],
+            outputs=bench_outputs, api_name="benchmark", concurrency_id=INFERENCE, concurrency_limit=1,
+            preprocess=False)
+        bench_event.success(bench_details, inputs=[run_id, *budgets, bench_cols], outputs=details_outputs,
+                            api_name="details_after_benchmark", show_progress="hidden")
+        bench_event.then(list_runs, outputs=past, api_name="list_runs_after_benchmark", show_progress="hidden")
+        gr.on([p95.input, memory.input, price.input], recommend, inputs=[run_id, *budgets, bench_cols],
+              outputs=bench_outputs, api_name="recommend", trigger_mode="always_last",
+              show_progress="minimal").success(
+            bench_details, inputs=[run_id, *budgets, bench_cols], outputs=details_outputs,
+            api_name="details_after_recommend", show_progress="hidden")
+        open_btn.click(open_run, inputs=[past, *budgets, bench_cols], outputs=bench_outputs,
+                       api_name="open_run").success(
+            bench_details, inputs=[run_id, *budgets, bench_cols], outputs=details_outputs,
+            api_name="details_after_open", show_progress="hidden")
+        bench_cols.input(bench_columns, inputs=[run_id, *budgets, bench_cols, summary_json],
+                         outputs=[bench_table, bench_notes], api_name="bench_columns", trigger_mode="always_last",
+                         show_progress="hidden")
+        export_btn.click(export_model, inputs=rec_variant, outputs=export_file, api_name="export_model",
+                         concurrency_id=INFERENCE, concurrency_limit=1)
         refresh_btn.click(list_runs, outputs=past, api_name="list_runs", show_progress="hidden")
 
         # ----- events: Models
@@ -343,6 +523,16 @@ def build_app() -> gr.Blocks:
             refresh_models, inputs=[shown_ids, *family_boxes],
             outputs=[zoo, to_fetch, bench_variants, pool_md, shown_ids, *family_boxes],
             api_name="refresh_models")
+        build_btn.click(build_variant, inputs=to_build, outputs=build_md, api_name="build_variant",
+                        concurrency_id=INFERENCE, concurrency_limit=1).then(
+            refresh_models, inputs=[shown_ids, *family_boxes],
+            outputs=[zoo, to_fetch, bench_variants, pool_md, shown_ids, *family_boxes],
+            api_name="refresh_models_after_build")
+        weights_timer.tick(weights_tick,
+                           inputs=[weights_seen, to_fetch, bench_variants, to_build, shown_ids, *family_boxes],
+                           outputs=[weights_status, weights_seen, header, zoo, to_fetch, bench_variants, pool_md,
+                                    shown_ids, *family_boxes, to_build],
+                           api_name="weights_status", queue=False, show_progress="hidden")
         pool_btn.click(pool_status, outputs=pool_md, api_name="pool_status", queue=False)
         models_tab.select(pool_status, outputs=pool_md, api_name="pool_status_on_open", queue=False,
                           show_progress="hidden")
@@ -353,4 +543,6 @@ def build_app() -> gr.Blocks:
         demo.load(catalogue_choices, outputs=catalogue, api_name="catalogue_choices", show_progress="hidden")
 
     demo.queue(default_concurrency_limit=4, max_size=64)
+    # the Space's default set (or STUDIO_PREFETCH), queued only once the page answers 200
+    prefetch.start_after_served(demo)
     return demo

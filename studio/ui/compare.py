@@ -2,6 +2,10 @@
 
 Plain functions: `compare_one` does one variant (engine + visuals + metrics), `compare`
 is the generator the Run button and the `compare` API call. Tests call both directly.
+
+Without a mask, a *reference variant* can stand in for one: it runs first, and every other
+variant's error overlay and metrics are measured against its matte. Those numbers are
+agreement with that variant, never accuracy, and every output says so.
 """
 
 from __future__ import annotations
@@ -17,14 +21,21 @@ import numpy as np
 
 from studio import engine, inventory, labels, visuals
 from studio.errors import StudioError
+from studio.fileio import atomic_write_json, atomic_write_text
 from studio.matte import TIMING_KEYS, Matte
 from studio.pool import DEFAULT_POOL
 from studio.ui import outputs, space
+from studio.ui import variants as variants_ui
 from studio.ui.uploads import UploadError, read_image, read_mask
 from studio.zoo import load_zoo
 
 COLD_NOTE_MS = 50.0  # below this a "load" is just a pool lookup or a weightless model
 TIMING_COLUMNS = ["pre", "infer", "post", "total"]
+# the table's widths: every headline metric fits beside the timings in the Compare column at 1440 px
+COLUMN_WIDTHS = ["250px", *(["62px"] * len(TIMING_COLUMNS))]
+METRIC_WIDTH = "70px"
+MUTED_STYLE = "color: var(--body-text-color-subdued); font-style: italic; opacity: 0.7"
+TABLE_FILES = ("compare_results.csv", "compare_results.json")
 
 
 @dataclass
@@ -40,6 +51,8 @@ class VariantResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float | None] | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    untrained: bool = False  # random weights: its metrics are noise, shown greyed
+    is_reference: bool = False  # the reference variant the others are scored against
 
     def row(self) -> dict[str, Any]:
         """One JSON-serialisable row of the `compare` API's table."""
@@ -48,6 +61,8 @@ class VariantResult:
             "status": "ok" if self.ok else "failed",
             "error": self.error,
             "flags": list(self.flags),
+            "untrained": self.untrained,
+            "is_reference": self.is_reference,
             "cold_load": self.cold,
             "load_ms": round(self.load_ms, 3),
             "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
@@ -95,27 +110,27 @@ def infer(variant_id: str, image: np.ndarray) -> tuple[Matte, float, bool]:
     return engine.run_runner(runner, image), load_s, cold
 
 
-def compare_one(variant_id: str, image: np.ndarray, reference: np.ndarray | None,
-                folder: Path) -> VariantResult:
-    """Run one variant and write its PNGs; any failure becomes a failed result, not a raise.
-
-    `reference` is a mask as float [0, 1] or as 8-bit levels (what `compare` passes)."""
+def _run(variant_id: str, image: np.ndarray, folder: Path) -> tuple[VariantResult, np.ndarray | None]:
+    """Run one variant and write its cut-out, mask and checkerboard PNGs. Returns the result
+    and the matte's 8-bit levels (None when it failed); never raises."""
     try:
         v = load_zoo().get(variant_id)
-        flags = inventory.describe(v).flags
+        info = inventory.describe(v)
     except StudioError as exc:
-        return VariantResult(variant_id, ok=False, error=str(exc))
+        return VariantResult(variant_id, ok=False, error=str(exc)), None
+    flags, untrained = info.flags, info.untrained
     try:
         matte, load_s, cold = infer(v.id, image)
     except StudioError as exc:
-        return VariantResult(v.id, ok=False, error=str(exc), flags=flags)
+        return VariantResult(v.id, ok=False, error=str(exc), flags=flags, untrained=untrained), None
     except Exception as exc:  # a crash in one model must not stop the others
-        return VariantResult(v.id, ok=False, error=f"{type(exc).__name__}: {exc}", flags=flags)
+        return VariantResult(v.id, ok=False, error=f"{type(exc).__name__}: {exc}", flags=flags,
+                             untrained=untrained), None
 
     timings = {k: matte.timings.get(k, 0.0) * 1000.0 for k in TIMING_KEYS}
     timings["total"] = sum(timings.values())
     res = VariantResult(v.id, ok=True, flags=flags, cold=cold, load_ms=load_s * 1000.0,
-                        timings_ms=timings)
+                        timings_ms=timings, untrained=untrained)
     stem = outputs.safe_name(v.id)
     # Everything below uses the 8-bit levels (what the PNGs and the metrics keep anyway):
     # the float matte of a 50 MP upload alone is 200 MB.
@@ -125,14 +140,43 @@ def compare_one(variant_id: str, image: np.ndarray, reference: np.ndarray | None
     res.files["mask"] = outputs.write_png(folder, f"{stem}_mask.png", alpha)  # grayscale PNG
     res.files["checkerboard"] = outputs.write_png(folder, f"{stem}_on_checkerboard.png",
                                                   visuals.composite(image, alpha))
-    if reference is not None:
-        res.files["errors"] = outputs.write_png(folder, f"{stem}_errors.png",
-                                                visuals.error_overlay(image, alpha, reference))
-        try:
-            res.metrics = score(alpha, reference)
-        except Exception as exc:  # metrics failing is reported, the cut-out still shows
-            res.error = f"metrics failed: {type(exc).__name__}: {exc}"
+    return res, alpha
+
+
+def _score_into(res: VariantResult, image: np.ndarray, alpha: np.ndarray, reference: np.ndarray,
+                folder: Path) -> None:
+    """The error overlay and metrics of one finished variant against the reference."""
+    stem = outputs.safe_name(res.id)
+    res.files["errors"] = outputs.write_png(folder, f"{stem}_errors.png",
+                                            visuals.error_overlay(image, alpha, reference))
+    try:
+        res.metrics = score(alpha, reference)
+    except Exception as exc:  # metrics failing is reported, the cut-out still shows
+        res.error = f"metrics failed: {type(exc).__name__}: {exc}"
+
+
+def compare_one(variant_id: str, image: np.ndarray, reference: np.ndarray | None,
+                folder: Path) -> VariantResult:
+    """Run one variant and write its PNGs; any failure becomes a failed result, not a raise.
+
+    `reference` is a mask as float [0, 1] or as 8-bit levels (what `compare` passes)."""
+    res, alpha = _run(variant_id, image, folder)
+    if alpha is not None and reference is not None:
+        _score_into(res, image, alpha, reference, folder)
     return res
+
+
+def run_reference(variant_id: str, image: np.ndarray, folder: Path) -> tuple[VariantResult, np.ndarray | None]:
+    """Run the reference variant: (its result, its matte's levels as the reference, or None).
+
+    Its own row is scored as the suite scores a reference: its binarised matte against its
+    soft matte, i.e. the ceiling every other variant is measured up to."""
+    res, alpha = _run(variant_id, image, folder)
+    res.is_reference = True
+    if alpha is not None:
+        binary = np.where(alpha > 128, 255, 0).astype(np.uint8)
+        _score_into(res, image, binary, alpha, folder)
+    return res, alpha
 
 
 def table_headers(metric_names: list[str]) -> list[str]:
@@ -141,6 +185,11 @@ def table_headers(metric_names: list[str]) -> list[str]:
     from studio.metrics.conventions import METRIC_LABELS
 
     return ["variant", *(f"{c} ms" for c in TIMING_COLUMNS), *(METRIC_LABELS.get(m, m) for m in metric_names)]
+
+
+def result_label(r: VariantResult) -> str:
+    """A variant as the table, captions and slider picker name it (untrained ones say so)."""
+    return variants_ui.label(r.id, r.untrained) + ("  (reference)" if r.is_reference else "")
 
 
 def table(results: list[VariantResult], with_reference: bool) -> tuple[list[str], list[list[Any]]]:
@@ -153,7 +202,7 @@ def table(results: list[VariantResult], with_reference: bool) -> tuple[list[str]
         names = [m for m in HEADLINE_METRICS if m in present]
     rows = []
     for r in results:
-        label = r.id + ("  ⚠ untrained" if labels.UNTRAINED in r.flags else "")
+        label = result_label(r)
         if not r.ok:
             rows.append([f"{label}  ✗ failed", *([None] * len(TIMING_COLUMNS)), *([None] * len(names))])
             continue
@@ -167,18 +216,41 @@ def table(results: list[VariantResult], with_reference: bool) -> tuple[list[str]
     return table_headers(names), rows
 
 
-def gallery(results: list[VariantResult], with_reference: bool) -> list[tuple[str, str]]:
+def table_value(results: list[VariantResult], with_reference: bool) -> dict[str, Any]:
+    """The Dataframe value: `table` plus styling that greys an untrained variant's metrics
+    (random weights: the numbers are noise, not scores)."""
+    headers, rows = table(results, with_reference)
+    value: dict[str, Any] = {"headers": headers, "data": rows,
+                             "column_widths": [*COLUMN_WIDTHS, *([METRIC_WIDTH] * (len(headers) - len(COLUMN_WIDTHS)))]}
+    first_metric = 1 + len(TIMING_COLUMNS)
+    if any(r.untrained for r in results) and len(headers) > first_metric:
+        value["metadata"] = {"display_value": None, "styling": [
+            [MUTED_STYLE if (r.untrained and j >= first_metric) else "" for j in range(len(headers))]
+            for r in results]}
+    return value
+
+
+def gallery(results: list[VariantResult], with_reference: bool,
+            reference_id: str | None = None) -> list[tuple[str, str]]:
     """One row per variant: cut-out on a checkerboard, mask, and the error overlay."""
     items: list[tuple[str, str]] = []
     for r in results:
         if not r.ok:
             continue
-        items.append((str(r.files["checkerboard"]), r.id))
+        items.append((str(r.files["checkerboard"]), result_label(r)))
         items.append((str(r.files["mask"]), "mask"))
         if with_reference and "errors" in r.files:
             iou = (r.metrics or {}).get("iou")
-            tail = f" · IoU {iou:.3f}" if iou is not None else ""
-            items.append((str(r.files["errors"]), f"errors{tail}"))
+            if r.is_reference:
+                caption = "the reference itself"
+            elif reference_id:
+                # the number first: a narrow thumbnail truncates the end of its caption
+                caption = (f"IoU {iou:.3f}: " if iou is not None else "") + labels.agreement_with(reference_id)
+            else:
+                caption = "errors" + (f" · IoU {iou:.3f}" if iou is not None else "")
+            if r.untrained and not r.is_reference:
+                caption += " (untrained: not a score)"
+            items.append((str(r.files["errors"]), caption))
     return items
 
 
@@ -186,8 +258,44 @@ def downloads(results: list[VariantResult]) -> list[str]:
     return [str(r.files[k]) for r in results if r.ok for k in ("cutout", "mask")]
 
 
+def write_tables(results: list[VariantResult], folder: Path, image_name: str,
+                 reference: dict[str, Any] | None) -> list[str]:
+    """compare_results.csv and .json: one row per variant, timings and every metric."""
+    import csv
+    import io
+
+    from studio.metrics.conventions import METRIC_NAMES
+
+    present = [m for m in METRIC_NAMES if any(r.metrics and m in r.metrics for r in results)]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["variant", "status", "error", "untrained", "is_reference", "reference", "cold_load", "load_ms",
+                *(f"{k}_ms" for k in (*TIMING_KEYS, "total")), *present])
+    ref_text = _reference_text(reference)
+    for r in results:
+        t = r.timings_ms
+        w.writerow([r.id, "ok" if r.ok else "failed", r.error or "", r.untrained, r.is_reference,
+                    ref_text if r.metrics else "", r.cold, round(r.load_ms, 3),
+                    *(round(t[k], 3) if k in t else "" for k in (*TIMING_KEYS, "total")),
+                    *("" if (r.metrics or {}).get(m) is None else r.metrics[m] for m in present)])
+    csv_path, json_path = (folder / n for n in TABLE_FILES)
+    atomic_write_text(csv_path, buf.getvalue())
+    atomic_write_json(json_path, {"image": image_name, "reference": reference,
+                                  "metrics_are": ref_text or "no reference: timings only",
+                                  "rows": [r.row() for r in results]})
+    return [str(csv_path), str(json_path)]
+
+
+def _reference_text(reference: dict[str, Any] | None) -> str:
+    if not reference:
+        return ""
+    if reference.get("kind") == "variant":
+        return labels.agreement_with(reference["id"])
+    return "against the reference mask"
+
+
 def status_markdown(results: list[VariantResult], pending: list[str], total: int,
-                    elapsed_s: float) -> str:
+                    elapsed_s: float, reference_id: str | None = None) -> str:
     done = len(results)
     failed = [r for r in results if not r.ok]
     lines = []
@@ -198,41 +306,50 @@ def status_markdown(results: list[VariantResult], pending: list[str], total: int
         lines.append(f"**✓ Done** — {ok} of {total} variants ran in {elapsed_s:.1f} s"
                      if not failed else
                      f"**⚠ Done** — {ok} of {total} variants ran, {len(failed)} failed ({elapsed_s:.1f} s)")
+    if reference_id:
+        lines.append(f"\nNo mask: metrics and error overlays are **{labels.agreement_with(reference_id)}** "
+                     f"(its matte stands in for the mask), not accuracy.")
     for r in failed:
         lines.append(f"- ✗ `{r.id}`: {r.error}")
     if any(r.cold and r.load_ms >= COLD_NOTE_MS for r in results if r.ok):
         lines.append("\n<sub>“cold N s”: the model was loaded for this run (N s, not part of the timings). "
                      "Run again for warm timings.</sub>")
+    if any(r.untrained for r in results):
+        lines.append(f"<sub>⚠ untrained variants: {labels.UNTRAINED}; their metrics are greyed (noise, "
+                     "not scores).</sub>")
     if results and any(r.metrics for r in results):
-        lines.append("<sub>maxF: max F-measure (β² = 0.3) · S: S-measure · meanE: mean E-measure · "
-                     "bIoU: boundary IoU; every metric is in the JSON rows.</sub>")
+        lines.append("\n<sub>maxF: max F-measure (β² = 0.3) · S: S-measure · meanE: mean E-measure · "
+                     "bIoU: boundary IoU; every metric is in the JSON rows and the CSV/JSON download.</sub>")
     return "\n".join(lines)
 
 
 @dataclass
 class CompareState:
-    """What the slider picker needs between events (kept per browser session)."""
+    """What the slider picker and the layout need between events (kept per browser session)."""
 
     original: str | None = None
     with_reference: bool = False
     cutouts: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # id -> picker label (untrained say so)
+    reference_id: str | None = None  # a reference variant stands in for the mask
+    tables: list[str] = field(default_factory=list)  # compare_results.csv and .json
 
     def as_dict(self) -> dict[str, Any]:
         return {"original": self.original, "with_reference": self.with_reference,
-                "cutouts": dict(self.cutouts)}
+                "cutouts": dict(self.cutouts), "labels": dict(self.labels),
+                "reference_id": self.reference_id, "tables": list(self.tables)}
 
 
 def _outputs(results: list[VariantResult], with_reference: bool, state: CompareState,
              status: str, slider_variant: str | None) -> tuple:
-    headers, rows = table(results, with_reference)
     slider = None
     if slider_variant and state.original:
         slider = (state.original, state.cutouts[slider_variant])
     return (
-        gallery(results, with_reference),
+        gallery(results, with_reference, state.reference_id),
         slider,
         {"choices": list(state.cutouts), "value": slider_variant},
-        {"headers": headers, "data": rows},
+        table_value(results, with_reference),
         [r.row() for r in results],
         downloads(results),
         status,
@@ -240,13 +357,17 @@ def _outputs(results: list[VariantResult], with_reference: bool, state: CompareS
     )
 
 
-def compare(image: Any, reference: Any = None, variants: list[str] | None = None) -> Iterator[tuple]:
+def compare(image: Any, reference: Any = None, variants: list[str] | None = None,
+            reference_variant: str | None = None) -> Iterator[tuple]:
     """Run each chosen variant on one image, yielding the outputs after each finishes.
 
     Yields (gallery, slider, slider picker, table, rows, downloads, status, state). The
     picker and table are plain dicts here; the layout turns them into component updates.
     Raises UploadError for an unusable image or mask, or no variant named, before any
     model runs: an empty choice is an error, never "every installed variant".
+
+    `reference_variant` (used only without a mask): run that variant first and score the
+    others against its matte; the state's `reference_id` says so to the layout.
     """
     if isinstance(variants, str):  # an API caller may send "a, b" instead of a list
         variants = [v for v in variants.replace(",", " ").split() if v]
@@ -257,30 +378,58 @@ def compare(image: Any, reference: Any = None, variants: list[str] | None = None
             "no variants chosen: tick at least one model (API callers: pass a list of variant ids"
             + (f"; installed here: {', '.join(installed)})" if installed
                else "; none is installed here: fetch weights on the Models tab)"))
-    rgb, _name = read_image(image)
+    rgb, name = read_image(image)
     h, w = rgb.shape[:2]
     ref = read_mask(reference, size=(w, h), levels=True)  # 8-bit: a quarter of a float mask
     ref_alpha = ref[0] if ref else None
+    wanted_ref = (reference_variant or "").strip() or None
+    ref_id = wanted_ref if ref is None else None  # an uploaded mask wins over a reference model
+    if ref_id is not None:
+        try:
+            load_zoo().get(ref_id)
+        except StudioError as exc:
+            raise UploadError(f"reference model: {exc}") from None
+        ids = [ref_id, *[v for v in ids if v != ref_id]]  # the reference runs first
     folder = outputs.new_dir("compare")
     state = CompareState(original=str(outputs.write_png(folder, "original.png", rgb)),
-                         with_reference=ref is not None)
+                         with_reference=ref is not None or ref_id is not None, reference_id=ref_id)
+    described = {"kind": "variant", "id": ref_id} if ref_id else ({"kind": "mask", "name": ref[1]} if ref else None)
     results: list[VariantResult] = []
     t0 = time.perf_counter()
     slider_variant: str | None = None
-    yield _outputs(results, ref is not None, state, status_markdown(results, ids, len(ids), 0.0), None)
+    yield _outputs(results, state.with_reference, state,
+                   status_markdown(results, ids, len(ids), 0.0, ref_id), None)
     for i, vid in enumerate(ids):
-        res = compare_one(vid, rgb, ref_alpha, folder)
+        if ref_id is not None and i == 0:
+            res, ref_alpha = run_reference(vid, rgb, folder)
+            if ref_alpha is None:  # without its matte there is nothing to score against
+                state.with_reference, state.reference_id, described = False, None, None
+        else:
+            res = compare_one(vid, rgb, ref_alpha, folder)
         results.append(res)
         if res.ok:
             state.cutouts[res.id] = str(res.files["checkerboard"])
+            state.labels[res.id] = result_label(res)
             slider_variant = slider_variant or res.id
-        status = status_markdown(results, ids[i + 1:], len(ids), time.perf_counter() - t0)
-        yield _outputs(results, ref is not None, state, status, slider_variant)
+        state.tables = write_tables(results, folder, name, described)
+        status = status_markdown(results, ids[i + 1:], len(ids), time.perf_counter() - t0, state.reference_id)
+        if wanted_ref and ref is not None:
+            status += f"\n\n<sub>Scored against the uploaded mask; the reference model `{wanted_ref}` is used " \
+                      "only when no mask is given.</sub>"
+        yield _outputs(results, state.with_reference, state, status, slider_variant)
 
 
 def engine_default_variants() -> list[str]:
-    """Every installed variant, in zoo order: the Compare tab's default."""
-    return [v.id for v in inventory.installed_variants()]
+    """What the app selects by default (installed, trained, no parity references), in zoo order."""
+    return [v.id for v in inventory.default_variants()]
+
+
+def picker_choices(state: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """(label, id) of every finished variant for the slider picker: untrained ones say so."""
+    if not state:
+        return []
+    names = state.get("labels") or {}
+    return [(names.get(vid, vid), vid) for vid in state.get("cutouts") or {}]
 
 
 def slider_for(variant_id: str | None, state: dict[str, Any] | None) -> tuple[str, str] | None:

@@ -43,6 +43,11 @@ CSS = """
 #compare-table, #bench-table, #zoo-table { --font-mono: var(--font); }
 #compare-table td, #bench-table td, #zoo-table td { font-variant-numeric: tabular-nums; }
 #compare-table td, #compare-table th, #bench-table td, #bench-table th { font-size: 0.86rem; }
+#bench-table th, #bench-table td, #bench-gt-table th, #bench-gt-table td { padding-left: 6px; padding-right: 6px; }
+#bench-notes { line-height: 1.25; }
+#bench-notes sub { font-size: 0.8rem; }
+#export-row { align-items: center; gap: 10px; }
+#export-note { min-height: 0; }
 .family-group { margin-bottom: 2px !important; }
 .run-button { min-height: 46px; font-size: 1.05rem !important; }
 footer { opacity: 0.75; }
@@ -66,7 +71,8 @@ def _rgb(c: tuple[int, int, int]) -> str:
 
 
 LEGEND_HTML = (
-    '<div class="legend">Each row: cut-out on a checkerboard · mask · errors against the reference'
+    '<div class="legend">Each row: cut-out on a checkerboard · mask · errors against the reference '
+    '(the mask, or the reference model\'s matte)'
     f'<span class="sw" style="background:{_rgb(FALSE_POSITIVE_RGB)}"></span>false positive'
     f'<span class="sw" style="background:{_rgb(FALSE_NEGATIVE_RGB)}"></span>false negative</div>'
 )

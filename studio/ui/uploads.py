@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -77,9 +78,11 @@ def read_image(value: Any) -> tuple[np.ndarray, str]:
         raise UploadError("image " + _rename(exc, path, name)) from None
 
 
-def read_mask(value: Any, size: tuple[int, int]) -> tuple[np.ndarray, str] | None:
-    """The reference mask as float32 [0, 1] at `size` (width, height), or None when absent."""
-    from studio.imageio import load_mask
+def read_mask(value: Any, size: tuple[int, int], levels: bool = False) -> tuple[np.ndarray, str] | None:
+    """The reference mask as float32 [0, 1] at `size` (width, height), or None when absent.
+
+    levels: its 8-bit levels instead (uint8 0-255; the float is exactly levels / 255)."""
+    from studio.imageio import load_mask, load_mask_levels
 
     loc = upload_path(value)
     if loc is None:
@@ -87,7 +90,7 @@ def read_mask(value: Any, size: tuple[int, int]) -> tuple[np.ndarray, str] | Non
     path, name = loc
     _check_size(path, f"reference mask {name}")
     try:
-        return load_mask(path, size=size), name
+        return (load_mask_levels if levels else load_mask)(path, size=size), name
     except ImageError as exc:
         msg = "reference mask " + _rename(exc, path, name)
         if "mask is" in msg:
@@ -95,11 +98,20 @@ def read_mask(value: Any, size: tuple[int, int]) -> tuple[np.ndarray, str] | Non
         raise UploadError(msg) from None
 
 
-def extract_dataset_zip(value: Any, dest: Path) -> Path:
-    """Extract an uploaded `im/` + `gt/` zip safely and return the folder that holds both.
+def extract_dataset_zip(value: Any, dest: Path, *, masks_required: bool = True) -> Path:
+    """Extract an uploaded dataset zip safely; return the folder it was extracted to (`dest`).
+    (`masks_required=False`: images alone are enough, as for the Arena; the check below is skipped.)
+
+    The layout inside is left to the one detector that reads every dataset folder
+    (`studio.data.layout.detect`, through `open_dataset`): im/ + gt/, DUTS's X-Image/ +
+    X-Mask/, HRSOD's X/ + X_mask/, ... at the top or one folder down. It is tried here, so a
+    zip without a usable dataset is refused at upload, in messages that name the zip's own
+    paths and never the server's.
 
     Refuses members that would land outside `dest` (absolute paths, `..`, links), and caps
-    the member count and the uncompressed total so a zip bomb cannot fill the disk.
+    the member count and the uncompressed total so a zip bomb cannot fill the disk. A
+    damaged zip (bad CRC, a member larger or smaller than it declares, a truncated file) is
+    an UploadError, not a traceback.
     """
     loc = upload_path(value)
     if loc is None:
@@ -108,10 +120,26 @@ def extract_dataset_zip(value: Any, dest: Path) -> Path:
     _check_size(path, name, cap_mb=max(settings.max_upload_mb(), 200.0))
     if not zipfile.is_zipfile(path):
         raise UploadError(f"{name}: not a zip file")
-    cap = settings.max_zip_mb() * 1e6
-    max_members = 20_000
     dest = Path(dest).resolve()
     dest.mkdir(parents=True, exist_ok=True)
+    try:
+        _extract(path, name, dest)
+    except UploadError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as exc:
+        raise UploadError(f"{name}: the zip is damaged and cannot be read "
+                          f"({_hide(str(exc), path, dest, name)}); zip the folder again") from None
+    except OSError as exc:
+        raise UploadError(f"{name}: could not be extracted on the server "
+                          f"({exc.strerror or type(exc).__name__})") from None
+    if masks_required:
+        open_extracted(dest, name)
+    return dest
+
+
+def _extract(path: Path, name: str, dest: Path) -> None:
+    cap = settings.max_zip_mb() * 1e6
+    max_members = 20_000
     with zipfile.ZipFile(path) as zf:
         infos = zf.infolist()
         if len(infos) > max_members:
@@ -135,6 +163,9 @@ def extract_dataset_zip(value: Any, dest: Path) -> Path:
                 continue
             if member.name.startswith(".") or "__MACOSX" in member.parts:
                 continue  # Finder's resource forks and dotfiles are not data
+            if info.flag_bits & 0x1:
+                raise UploadError(f"{name}: entry {info.filename!r} is encrypted; upload a zip "
+                                  "without a password")
             target.parent.mkdir(parents=True, exist_ok=True)
             written = 0
             with zf.open(info) as src, open(target, "wb") as out:
@@ -144,17 +175,44 @@ def extract_dataset_zip(value: Any, dest: Path) -> Path:
                     if written > info.file_size or written > cap:
                         raise UploadError(f"{name}: entry {info.filename!r} inflates past its declared size")
                     out.write(chunk)
-    return find_dataset_root(dest, name)
+            if written != info.file_size:
+                raise UploadError(f"{name}: entry {info.filename!r} is shorter than its declared "
+                                  f"size ({written} of {info.file_size} bytes): the zip is damaged")
 
 
-def find_dataset_root(root: Path, name: str = "the zip") -> Path:
-    """The folder (the root or one level below it) that holds `im/` and `gt/`."""
-    candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())]
-    for c in candidates:
-        if (c / "im").is_dir() and (c / "gt").is_dir():
-            return c
-    raise UploadError(f"{name}: no im/ and gt/ folders at its top level (or one folder down); "
-                      "put images in im/ and reference masks with the same names in gt/")
+def _hide(text: str, upload: Path, root: Path, name: str) -> str:
+    """`text` with the server's paths put in the user's terms: the upload and the extraction
+    folder become the zip's name; paths inside it become relative ("DUTS-TE/DUTS-TE-Image")."""
+    for server in dict.fromkeys((str(root), str(Path(root).resolve()))):
+        text = text.replace(server + "/", "").replace(server, name)
+    return text.replace(str(upload), name)
+
+
+def open_extracted(root: Path, name: str = "the zip") -> None:
+    """Open an extracted zip as the benchmark will (layout detected, files paired), or raise
+    UploadError with the reason in the zip's own terms."""
+    # lazy: the data package is not needed at start-up
+    from studio.data import DatasetError, open_dataset
+    from studio.data.layout import detect, pair_files
+
+    try:
+        layout = detect(root)
+        pairs, notes = pair_files(layout, root)
+        if layout.masks is not None and not pairs and notes:
+            # images and masks both there, but no name in common: say which, in the zip's terms
+            shown = "; ".join(notes[:4]) + (f"; and {len(notes) - 4} more" if len(notes) > 4 else "")
+            raise UploadError(
+                f"{name}: no image has a reference mask of the same name "
+                f"({_hide(layout.describe(root), root, root, name)}; files pair by their path "
+                f"without the extension, e.g. im/cat.jpg with gt/cat.png): {shown}")
+        ds = open_dataset(root)
+    except DatasetError as exc:
+        raise UploadError(_hide(str(exc), root, root, name)) from None
+    if not ds.has_references:
+        raise UploadError(
+            f"{name}: images ({_hide(ds.layout, root, root, name)}) but no reference masks: put "
+            "the images in im/ and masks with the same names in gt/ (or another layout "
+            "`python eval/run.py --dataset` reads, such as DUTS's X-Image/ + X-Mask/)")
 
 
 def clean_dir(path: Path) -> None:

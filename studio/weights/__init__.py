@@ -1,17 +1,26 @@
-"""Fetch, verify and locate weights files. `pull` is what `studio weights pull` runs."""
+"""Fetch, verify and locate weights files. `pull` is what `studio weights pull` runs.
+
+Sources are tried in the zoo's order (local copies first). URLs go to STUDIO_MIRROR when it
+is set (`studio.weights.mirror`); every file is checked against the checksums its source
+publishes before it is installed.
+"""
 
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 from studio import settings
 from studio.errors import WeightsFetchError, WeightsNotInstalled
 from studio.weights import store
+from studio.weights.checks import ChecksumMismatch, matches_source
+from studio.weights.progress import Report, Step, meter_for
 from studio.weights.store import Installed
 from studio.zoo import Source, Variant, WeightsFile, load_zoo
 
-__all__ = ["Installed", "ensure_file", "installed_for", "pull", "pull_command", "require"]
+__all__ = ["ChecksumMismatch", "Installed", "Step", "ensure_file", "installed_for", "matches_source", "pull",
+           "pull_command", "require"]
 
 
 def pull_command(variant: Variant) -> str:
@@ -45,17 +54,6 @@ def require(variant: Variant, verify: bool = True) -> Installed | None:
     return store.verify(variant.file) if verify else rec
 
 
-def _matches(source: Source, digests: dict[str, str], size: int) -> str | None:
-    """None when a file matches what its source promises, else the reason it does not."""
-    if source.sha256 and digests["sha256"] != source.sha256:
-        return f"sha256 {digests['sha256'][:16]}… != expected {source.sha256[:16]}…"
-    if source.md5 and digests["md5"] != source.md5:
-        return f"md5 {digests['md5']} != expected {source.md5}"
-    if source.size and size != source.size:
-        return f"size {size} != expected {source.size}"
-    return None
-
-
 def _local_candidates(name: str) -> list[Path]:
     """Copies already on this machine: STUDIO_WEIGHTS_PATH, rembg's and transparent-background's homes."""
     dirs = settings.weights_search_path()
@@ -64,25 +62,50 @@ def _local_candidates(name: str) -> list[Path]:
     return [d / name for d in dirs if (d / name).is_file()]
 
 
-def _with_checks(source: Source, wf: WeightsFile) -> Source:
-    """A source's own checksum, else the file-level one (which describes the canonical artifact)."""
-    if source.sha256 or source.md5:
-        return source
-    return Source(source.kind, source.location, wf.sha256, None, source.size or wf.size, source.extra)
+def source_label(source: Source) -> str:
+    """How a source is named in progress and errors; a mirrored URL names both addresses."""
+    from studio.weights import mirror
+
+    if source.kind == "url":
+        fetched = mirror.rewrite(source.location)
+        return f"url {source.location}" + (f" (mirror: {fetched})" if fetched != source.location else "")
+    if source.kind == "npm":
+        return f"npm {source.location}:{source.extra.get('resource')}"
+    if source.kind == "derive":
+        return f"derive {source.location} from {source.extra.get('from')}"
+    return f"{source.kind} {source.location}"
 
 
 def ensure_file(name: str, untrained: bool = False, progress: bool = True, force: bool = False,
-                local: Path | None = None) -> Installed:
-    """Install one weights file from the first source that works; report every failure."""
+                local: Path | None = None, report: Report | None = None) -> Installed:
+    """Install one weights file from the first source that works; report every failure.
+
+    Each candidate is written to a staging file, checked against the checksums its source
+    publishes, and only then renamed into place, so a killed or refused fetch installs
+    nothing. `report` receives a `Step` per stage (download bytes, assemble, derive, verify).
+    One thread or process at a time fetches a given file; the others wait and reuse it."""
     from studio.weights.fetchers import FETCHERS
 
     zoo = load_zoo()
     wf = zoo.files.get(name)
     if wf is None:
         raise WeightsFetchError(f"no weights file named {name!r} in the zoo")
-    if not force and (rec := store.installed(name)) is not None and (untrained or not rec.untrained):
-        return rec
 
+    def usable() -> Installed | None:
+        rec = store.installed(name)
+        return rec if rec is not None and not force and (untrained or not rec.untrained) else None
+
+    if (rec := usable()) is not None:
+        return rec
+    with store.file_lock(name):
+        if (rec := usable()) is not None:  # made by whoever held the lock before us
+            return rec
+        store.clean_staging(name)  # what a killed fetch of it left
+        return _install(name, wf, untrained, progress, local, report, FETCHERS)
+
+
+def _install(name: str, wf: WeightsFile, untrained: bool, progress: bool, local: Path | None,
+             report: Report | None, fetchers: dict) -> Installed:
     url_checks = next((s for s in wf.sources if s.kind == "url"), None)
     attempts: list[tuple[str, Source | None, Path | None]] = []
     if local is not None:
@@ -90,32 +113,42 @@ def ensure_file(name: str, untrained: bool = False, progress: bool = True, force
     attempts += [(f"local {p}", url_checks, p) for p in _local_candidates(name)]
     for s in wf.sources:
         if s.automatic or untrained:
-            attempts.append((f"{s.kind} {s.location}" + (f":{s.extra['resource']}" if "resource" in s.extra else ""), s, None))
+            attempts.append((source_label(s), s, None))
     if untrained:  # asked for explicitly: the untrained source goes first
         attempts.sort(key=lambda a: 0 if a[1] is not None and a[1].kind == "untrained" else 1)
 
+    meter = meter_for(report, name)
     failures: list[str] = []
     for label, source, local_path in attempts:
         try:
             with store.staging(name) as tmp:
                 if local_path is not None:
+                    meter("copy", str(local_path), 0, None)
                     shutil.copyfile(local_path, tmp)
                 elif source.kind == "derive":
-                    parent = ensure_file(source.extra["from"], progress=progress)
-                    FETCHERS["derive"](source, tmp, progress=progress, parent=Path(parent.path))
+                    parent = ensure_file(source.extra["from"], progress=progress, report=report)
+                    fetchers["derive"](source, tmp, progress=progress, parent=Path(parent.path), meter=meter)
                 else:
-                    FETCHERS[source.kind](source, tmp, progress=progress)
+                    fetchers[source.kind](source, tmp, progress=progress, meter=meter)
+                digests = None
                 if source is not None and source.kind != "untrained":
+                    meter("verify", label, 0, tmp.stat().st_size)
                     digests = store.hash_file(tmp)
-                    why = _matches(_with_checks(source, wf), digests, tmp.stat().st_size)
+                    why = matches_source(source, wf, tmp, digests)
                     if why:
-                        raise RuntimeError(f"checksum mismatch: {why}")
-                return store.commit(tmp, name, source=label,
-                                    untrained=source is not None and source.kind == "untrained")
+                        raise ChecksumMismatch(f"refused, not the file this source publishes: {why}")
+                rec = store.commit(tmp, name, source=label, digests=digests,
+                                   untrained=source is not None and source.kind == "untrained")
+                meter("installed", label, rec.size, rec.size)
+                return rec
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # every failure is reported together below
-            failures.append(f"  - {label}: {type(exc).__name__}: {exc}")
+            why = f"{type(exc).__name__}: {exc}"
+            failures.append(f"  - {label}: {why}")
+            meter("source-failed", f"{label}: {why}", 0, None)
+            if progress:  # on the console beside the bars, even when a later source works
+                print(f"{name}: {label}: {why}", file=sys.stderr, flush=True)
     if not failures:
         failures.append("  - no source is declared")
     hint = ""
@@ -125,7 +158,7 @@ def ensure_file(name: str, untrained: bool = False, progress: bool = True, force
 
 
 def pull(variant_ids: list[str], untrained: bool = False, progress: bool = True, force: bool = False,
-         local: Path | None = None) -> dict[str, Installed | Exception]:
+         local: Path | None = None, report: Report | None = None) -> dict[str, Installed | Exception]:
     """Fetch the weights of each variant; one failure does not stop the others."""
     zoo = load_zoo()
     results: dict[str, Installed | Exception] = {}
@@ -138,7 +171,8 @@ def pull(variant_ids: list[str], untrained: bool = False, progress: bool = True,
                 raise WeightsFetchError(f"{vid} needs no weights")
             if untrained and v.backend != "inspyrenet":
                 raise WeightsFetchError("--untrained is only for InSPyReNet variants")
-            results[vid] = ensure_file(v.file, untrained=untrained, progress=progress, force=force, local=local)
+            results[vid] = ensure_file(v.file, untrained=untrained, progress=progress, force=force, local=local,
+                                       report=report)
         except Exception as exc:
             results[vid] = exc
     return results

@@ -2,7 +2,9 @@
 
 A file counts as installed only when its sidecar exists and agrees with its size. Files
 are written under a temporary name and renamed into place, the sidecar last, so a killed
-pull never leaves something that passes as installed.
+pull never leaves something that passes as installed. Downloads in progress live apart, in
+`downloads/` beside `weights/` (see `fetchers.download`), with the locks that keep two
+threads or processes from fetching one file at once.
 """
 
 from __future__ import annotations
@@ -16,8 +18,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from studio import settings
+from studio import labels, settings
 from studio.fileio import atomic_write_json, publish, temp_beside
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent fetches of one file are not guarded
+    fcntl = None  # type: ignore[assignment]
 
 CHUNK = 1 << 20
 
@@ -36,7 +43,7 @@ class Installed:
 
     @property
     def label(self) -> str:
-        return "untrained — latency only" if self.untrained else "trained"
+        return labels.UNTRAINED if self.untrained else "trained"
 
 
 def file_path(name: str) -> Path:
@@ -97,9 +104,36 @@ def staging(name: str) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def commit(tmp: Path, name: str, source: str, untrained: bool = False) -> Installed:
-    """Hash a finished temporary file, move it into place, then write its sidecar."""
-    digests = hash_file(tmp)
+def clean_staging(name: str) -> list[Path]:
+    """Remove staging files a killed fetch of `name` left behind. Only under `file_lock(name)`,
+    which no live fetch of `name` holds then."""
+    found = sorted(settings.weights_dir().glob(f".{name}.*.part"))
+    for p in found:
+        p.unlink(missing_ok=True)
+    return found
+
+
+@contextmanager
+def file_lock(key: str) -> Iterator[None]:
+    """An exclusive lock on `key` across threads and processes (flock on downloads/KEY.lock).
+    Blocks until the holder is done; the caller then re-checks what the holder may have made."""
+    folder = settings.downloads_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{key}.lock", "a+b") as fh:
+        if fcntl is not None:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def commit(tmp: Path, name: str, source: str, untrained: bool = False,
+           digests: dict[str, str] | None = None) -> Installed:
+    """Hash a finished temporary file (unless its sha256 and md5 are given), move it into
+    place, then write its sidecar."""
+    digests = digests if digests and {"sha256", "md5"} <= set(digests) else hash_file(tmp)
     final = file_path(name)
     sidecar_path(name).unlink(missing_ok=True)  # the old record no longer describes the file
     publish(tmp, final)

@@ -1,0 +1,16 @@
+"""Export a chosen variant as a self-contained serving bundle (`studio export VARIANT DIR`).
+
+The bundle runs without the studio and without torch: an ONNX Runtime model, its
+preprocessing as JSON, and `serve.py`, a small HTTP server that speaks rembg's API.
+`studio.export.coldstart.measure_bundle` measures its cold start as a user sees it.
+"""
+
+from studio.export.bundle import (
+    ExportError,
+    ExportResult,
+    check_exportable,
+    cuda_allowed,
+    export_bundle,
+)
+
+__all__ = ["ExportError", "ExportResult", "check_exportable", "cuda_allowed", "export_bundle"]
