@@ -32,7 +32,8 @@ test ! -e "$WORK/shared" || { echo "a shared folder exists beside the clone" >&2
 # 3. a PATH with python and a few tools, and no npm
 mkdir -p "$WORK/bin" "$WORK/home"
 for tool in curl sha256sum cat sleep; do ln -sf "$(command -v $tool)" "$WORK/bin/$tool"; done
-ln -sf "$PY" "$WORK/bin/python"
+printf '#!/bin/sh\nexec "%s" "$@"\n' "$PY" >"$WORK/bin/python"  # (a symlink would lose the venv)
+chmod +x "$WORK/bin/python"
 cat >"$WORK/bin/studio" <<EOF
 #!/bin/sh
 exec "$PY" -c 'import sys; sys.argv[0] = "studio"; from studio.cli import main; sys.exit(main())' "\$@"
