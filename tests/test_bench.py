@@ -141,8 +141,12 @@ def test_recommendation_picks_the_cheapest_equivalent_within_budgets():
     assert "not picked because int8 is equivalent" in rec["why_not_best"]
     assert {"id": "fake", "why": "latency only (untrained weights)"} in rec["excluded"]
     assert rec["budgets_text"] == "no budget given" and "budgets" not in rec["sentence"]
-    # a tighter tolerance than the gap: fp32 stands alone
-    assert recommend(summary, tolerance=0.0001)["best"] == "fp32"
+    # a tighter tolerance than the gap: fp32 stands alone, and the sentence names the cheaper
+    # variant that came closest, with its interval, so the engineer sees what the tolerance cost
+    tight = recommend(summary, tolerance=0.0001)
+    assert tight["best"] == "fp32" and tight["nearest_cheaper"]["id"] == "int8"
+    assert "no cheaper variant is within the 0.0001 tolerance (nearest: int8, 3.3× faster" in tight["sentence"]
+    assert "iou -0.0010, 95 % CI -0.0010 … -0.0010" in tight["sentence"]
     # budgets drop variants before the rule runs
     assert recommend(summary, budget_p95_ms=200)["best"] == "tiny"
     r = recommend(summary, budget_memory_mb=350)

@@ -82,31 +82,11 @@ def no_cuda_reason() -> str | None:
 # --- the child: one job in a fresh process -----------------------------------------------------
 
 
-def gpu_mb(backend: str) -> float | None:
-    if backend != "onnx":
-        try:
-            import torch
-
-            return torch.cuda.max_memory_allocated() / 2**20
-        except Exception:
-            return None
-    try:  # ONNX Runtime's memory is not torch's: ask the driver about this process
-        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            pid, mem = (x.strip() for x in line.split(","))
-            if int(pid) == os.getpid():
-                return float(mem)
-    except Exception:
-        pass
-    return None
-
-
 def child(variant_id: str, device: str, opts: dict, image_path: str, warm: int) -> dict:
     t0 = time.perf_counter()
     from studio import engine
     from studio.backends import runner_class
-    from studio.bench.coldstart import proc_status_mb
+    from studio.bench.coldstart import proc_status_mb, process_gpu_mb
     from studio.imageio import load_image
     from studio.zoo import load_zoo
 
@@ -129,7 +109,7 @@ def child(variant_id: str, device: str, opts: dict, image_path: str, warm: int) 
     return {"import": t1 - t0, "weights": load.weights_s, "init": load.init_s, "first_inference": t3 - t2,
             "warm": {"runs": warm, "p50_model_s": statistics.median(model), "p50_total_s": statistics.median(total),
                      "p90_total_s": sorted(total)[int(0.9 * (len(total) - 1))]},
-            "gpu_mb": gpu_mb(v.backend), "peak_rss_mb": proc_status_mb("VmHWM")}
+            "gpu_mb": process_gpu_mb("cuda"), "peak_rss_mb": proc_status_mb("VmHWM")}
 
 
 # --- the parent ------------------------------------------------------------------------------------

@@ -36,7 +36,8 @@ def proc_status_mb(field: str) -> float:
     return float("nan")
 
 
-def _gpu_mb(device: str) -> float | None:
+def process_gpu_mb(device: str) -> float | None:
+    """This process's GPU memory in MB: torch's peak, else what the driver reports for it."""
     if not device.startswith("cuda"):
         return None
     try:
@@ -75,7 +76,7 @@ def child(variant_id: str, image_path: str, device: str, threads: int) -> dict:
     t3 = time.perf_counter()
     return {
         "import": t1 - t0, "weights": load.weights_s, "init": load.init_s, "first_inference": t3 - t2,
-        "peak_rss_mb": proc_status_mb("VmHWM"), "gpu_mb": _gpu_mb(device),
+        "peak_rss_mb": proc_status_mb("VmHWM"), "gpu_mb": process_gpu_mb(device),
     }
 
 

@@ -158,7 +158,7 @@ def recommend(summary: Summary, budget_p95_ms: float | None = None, budget_memor
 
     best = max(fits, key=lambda r: (sign * (r.quality(metric) or 0.0), [-x for x in speed_key(r)]))
     out["best_scoring"] = best.id
-    equivalent = []
+    equivalent, not_equivalent = [], []
     for r in fits:
         entry: dict[str, Any] = {"id": r.id, "quality": r.quality(metric), "p95_ms": r.p95_ms,
                                  "memory_mb": r.memory_mb, "cost_per_1000": cost_per_1000(r, price_per_hour)}
@@ -172,8 +172,7 @@ def recommend(summary: Summary, budget_p95_ms: float | None = None, budget_memor
             ci, qb = r.ci95(metric), best.quality(metric)
             lo, hi = ci[0] - qb, ci[1] - qb
             entry.update(diff=r.quality(metric) - qb, ci95=[lo, hi], n_votes=(r.preference or {}).get("votes"))
-            if lo >= -tol:
-                equivalent.append(entry)
+            (equivalent if lo >= -tol else not_equivalent).append(entry)
             continue
         comp = paired_difference(summary, r.id, best.id, metric)
         if comp is None:
@@ -181,14 +180,16 @@ def recommend(summary: Summary, budget_p95_ms: float | None = None, budget_memor
         lo, hi = (sign * x for x in comp["ci95"])
         lo, hi = min(lo, hi), max(lo, hi)
         entry.update(diff=sign * comp["diff"], ci95=[lo, hi], n_images=comp["n_images"])
-        if lo >= -tol:
-            equivalent.append(entry)
+        (equivalent if lo >= -tol else not_equivalent).append(entry)
     chosen_id = min(equivalent, key=lambda e: speed_key(summary.row(e["id"])))["id"]
     chosen = summary.row(chosen_id)
     out["equivalent"] = sorted(equivalent, key=lambda e: speed_key(summary.row(e["id"])))
     out["best"] = chosen.id
     out["cost_per_1000"] = cost_per_1000(chosen, price_per_hour)
     out["best_flags"] = list(chosen.flags)
+    # What the engineer would ask next: the cheaper variant closest to passing, and by how much.
+    cheaper = [e for e in not_equivalent if speed_key(summary.row(e["id"])) < speed_key(chosen)]
+    out["nearest_cheaper"] = max(cheaper, key=lambda e: e["ci95"][0]) if cheaper else None
     out["sentence"], out["why_not_best"] = _sentences(summary, chosen, best, metric, tol, priced,
                                                        price_per_hour, out)
     out["reason"] = out["sentence"]
@@ -228,6 +229,13 @@ def _sentences(summary: Summary, chosen: VariantRow, best: VariantRow, metric: s
             sentence += f"; equivalent within the {tol:g} tolerance but not cheaper: {', '.join(others)}"
         else:
             sentence += f"; no cheaper variant is within the {tol:g} tolerance"
+            near = out.get("nearest_cheaper")
+            if near:
+                lo, hi = near["ci95"]
+                faster = _speedup(summary.row(near["id"]), best, priced, price)
+                faster = f"{faster} it, " if faster != "as good as" else ""
+                sentence += (f" (nearest: {near['id']}, {faster}{what} {near['diff']:+.4f}, "
+                             f"95 % CI {lo:+.4f} … {hi:+.4f})")
         if out["cost_per_1000"] is not None:
             sentence += f"; ${out['cost_per_1000']:.4f} per 1,000 images at ${price:g}/h"
         return sentence + ".", ""
