@@ -61,7 +61,7 @@ done
 echo; echo "== export, serve, call with curl"
 rm -rf "$WORK/bundle"
 run studio export isnet-general-use-int8-static "$WORK/bundle"
-(cd "$WORK/bundle" && env -i HOME="$WORK/home" PATH="$WORK/bin" python serve.py --port "$SERVE_PORT" \
+(cd "$WORK/bundle" && exec env -i HOME="$WORK/home" PATH="$WORK/bin" python serve.py --port "$SERVE_PORT" \
    >"$WORK/serve.log" 2>&1) &
 SERVER_PID=$!
 for _ in $(seq 120); do curl -sf "http://127.0.0.1:$SERVE_PORT/healthz" >/dev/null && break; sleep 0.5; done

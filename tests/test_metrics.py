@@ -378,3 +378,31 @@ def _degrade(i: int) -> tuple[np.ndarray, np.ndarray]:
     p8, g8 = blob_pair(48, 56, seed=1000 + i, noise=0.05)
     p8 = cv2.erode(p8, np.ones((5, 5), np.uint8))
     return p8, g8
+
+
+def test_agreement_of_identical_faint_mattes_is_perfect():
+    """A reference model whose matte peaks below 0.5 (a faint object) must not binarise to an
+    empty mask while the same matte, as a candidate, is normalised to cover the object."""
+    from studio.metrics import agreement_levels, reference_ceiling, score_agreement
+
+    faint = np.zeros((64, 80), np.uint8)
+    faint[20:40, 30:50] = 90  # peaks at 0.35
+    faint[25:35, 35:45] = 110
+    naive = score_image(faint, faint)  # a matte used as a mask as it is
+    assert naive.values["iou"] < 0.5  # the trap: the candidate is normalised, the "mask" is not
+    agree = score_agreement(faint, faint).values
+    assert agree["iou"] == 1.0 and agree["fmeasure_max"] == 1.0 and agree["smeasure"] > 0.97
+    # (the soft candidate against the binarised reference: MAE is that softness, not a disagreement)
+    assert agree["mae"] < 0.02 and agree["mae"] < naive.values["mae"] / 3
+    assert reference_ceiling(faint).values["iou"] == 1.0
+    # normalisation is PySODMetrics' min-max, in 8 bits, and idempotent
+    lv = agreement_levels(faint)
+    assert lv.min() == 0 and lv.max() == 255 and np.array_equal(agreement_levels(lv), lv)
+    # a slightly different candidate still agrees closely; a different object does not
+    other = faint.copy()
+    other[20:40, 48:50] = 0
+    assert 0.85 < score_agreement(other, faint).values["iou"] < 1.0
+    moved = np.roll(faint, 30, axis=1)
+    assert score_agreement(moved, faint).values["iou"] < 0.2
+    # a constant matte stays as it is (nothing to normalise)
+    assert np.array_equal(agreement_levels(np.zeros((4, 4), np.uint8)), np.zeros((4, 4), np.uint8))

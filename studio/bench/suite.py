@@ -328,7 +328,15 @@ def _score_plan(plan: _Plan, cfg: SuiteConfig, summary: Summary, sitting: str,
                 n_boot: int) -> tuple[list[dict], list[tuple[float, Any, np.ndarray, np.ndarray]]]:
     """Score a finished variant from the cache; fill its row. Returns (CSV rows, worst images)."""
     from studio.bench.contamination import calibration_hashes
-    from studio.metrics import HIGHER_IS_BETTER, ImageScore, aggregate, score_image
+    from studio.metrics import (
+        HIGHER_IS_BETTER,
+        ImageScore,
+        aggregate,
+        agreement_levels,
+        reference_ceiling,
+        score_agreement,
+        score_image,
+    )
 
     row, v = plan.row, plan.variant
     ref_id = summary.reference_id
@@ -368,13 +376,17 @@ def _score_plan(plan: _Plan, cfg: SuiteConfig, summary: Summary, sitting: str,
             if ref is not None:
                 if ref.shape != entry.alpha.shape:
                     raise StudioError(f"reference {ref.shape[::-1]} does not match the image {entry.alpha.shape[::-1]}")
-                # the reference scored against itself: its binarised mask, i.e. the ceiling
-                pred = (ref > 128 / 255).astype(np.float32) if row.is_reference else entry.alpha
-                sc = score_image(pred, ref)
+                if not ref_id:
+                    sc = score_image(entry.alpha, ref)
+                elif row.is_reference:  # its binarised matte against itself: the ceiling
+                    sc = reference_ceiling(ref)
+                else:  # agreement: both mattes normalised alike (see agreement_levels)
+                    sc = score_agreement(entry.alpha, ref)
                 scores[s.id] = sc.to_json()
                 row.n_scored += 1
                 csv_row.update({k: round(float(x), 6) for k, x in sc.values.items()})
-                scored.append((float(sc.values.get(cfg.quality_metric, 0.0)), s, entry.alpha, ref))
+                shown = (agreement_levels(entry.alpha), agreement_levels(ref)) if ref_id else (entry.alpha, ref)
+                scored.append((float(sc.values.get(cfg.quality_metric, 0.0)), s, *shown))
             if ref_id and gt is not None:
                 if gt.shape != entry.alpha.shape:
                     raise StudioError(f"reference mask {gt.shape[::-1]} does not match the image "

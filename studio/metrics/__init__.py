@@ -57,7 +57,15 @@ from studio.metrics.conventions import (
     conventions,
 )
 from studio.metrics.inputs import MetricInputError
-from studio.metrics.score import ImageScore, iou, mae, score_image
+from studio.metrics.score import (
+    ImageScore,
+    agreement_levels,
+    iou,
+    mae,
+    reference_ceiling,
+    score_agreement,
+    score_image,
+)
 from studio.metrics.stats import MetricSuite, aggregate, compare_paired
 
 __all__ = [
@@ -69,10 +77,13 @@ __all__ = [
     "ImageScore",
     "MetricInputError",
     "MetricSuite",
+    "agreement_levels",
     "aggregate",
     "compare_paired",
     "conventions",
     "iou",
     "mae",
+    "reference_ceiling",
+    "score_agreement",
     "score_image",
 ]

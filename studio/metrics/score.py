@@ -11,7 +11,7 @@ import numpy as np
 
 from studio.metrics import matting, sod
 from studio.metrics.conventions import CURVE_NAMES, METRIC_NAMES, VERSION
-from studio.metrics.inputs import MetricInputError, check_pair
+from studio.metrics.inputs import MetricInputError, check_pair, to_u8
 from studio.metrics.ssim import ssim_u8
 from studio.metrics.wfm import wfmeasure
 
@@ -104,6 +104,36 @@ def _binary_level(prep: sod.Prepared) -> int:
 
 
 # ---------------------------------------------------------------- agreement helpers
+
+
+def agreement_levels(alpha: np.ndarray) -> np.ndarray:
+    """A matte as 8-bit levels for scoring against another model's matte (labels-free runs).
+
+    PySODMetrics min-max normalises every prediction but binarises the mask as it is (> 128).
+    A model's matte used as that mask must get the same normalisation first, and so must the
+    matte scored against it (for the soft metrics too): otherwise a reference that peaks below
+    0.5 on a faint object binarises to nothing while an identical candidate, normalised, covers
+    the object. With it, identical mattes agree perfectly whatever their range."""
+    a8 = to_u8(alpha, "matte")
+    lo, hi = int(a8.min()), int(a8.max())
+    if hi == lo:
+        return a8
+    lut = np.clip(np.round(sod.normalisation_lut(lo, hi) * 255.0), 0, 255).astype(np.uint8)
+    return lut[a8]
+
+
+def score_agreement(candidate: np.ndarray, reference: np.ndarray, name: str = "") -> ImageScore:
+    """Every metric of a candidate's matte against a reference model's matte, both normalised
+    by `agreement_levels` (agreement, not accuracy)."""
+    return score_image(agreement_levels(candidate), agreement_levels(reference), name=name)
+
+
+def reference_ceiling(reference: np.ndarray, name: str = "") -> ImageScore:
+    """The reference model scored against itself: its binarised matte against its soft one,
+    the ceiling every candidate is measured up to."""
+    r8 = agreement_levels(reference)
+    return score_image(np.where(r8 > 128, 255, 0).astype(np.uint8), r8, name=name)
+
 
 
 def _float_pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

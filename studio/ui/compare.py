@@ -86,6 +86,13 @@ def score(alpha: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:
     return {k: _finite(v) for k, v in score_image(alpha, reference).values.items()}
 
 
+def as_agreement(alpha: np.ndarray) -> np.ndarray:
+    """A matte as the suite scores it against a reference model (`studio.metrics.agreement_levels`)."""
+    from studio.metrics import agreement_levels
+
+    return agreement_levels(alpha)
+
+
 def levels(alpha: np.ndarray) -> np.ndarray:
     """A matte's 8-bit levels, rounded exactly as the metrics round it (so scoring the levels
     gives the same numbers as scoring the float matte), at a quarter of its memory."""
@@ -156,13 +163,15 @@ def _score_into(res: VariantResult, image: np.ndarray, alpha: np.ndarray, refere
 
 
 def compare_one(variant_id: str, image: np.ndarray, reference: np.ndarray | None,
-                folder: Path) -> VariantResult:
+                folder: Path, agreement: bool = False) -> VariantResult:
     """Run one variant and write its PNGs; any failure becomes a failed result, not a raise.
 
-    `reference` is a mask as float [0, 1] or as 8-bit levels (what `compare` passes)."""
+    `reference` is a mask as float [0, 1] or as 8-bit levels (what `compare` passes);
+    `agreement`: it is a reference model's matte (from `run_reference`), so this variant's
+    matte is normalised alike before scoring."""
     res, alpha = _run(variant_id, image, folder)
     if alpha is not None and reference is not None:
-        _score_into(res, image, alpha, reference, folder)
+        _score_into(res, image, as_agreement(alpha) if agreement else alpha, reference, folder)
     return res
 
 
@@ -174,6 +183,7 @@ def run_reference(variant_id: str, image: np.ndarray, folder: Path) -> tuple[Var
     res, alpha = _run(variant_id, image, folder)
     res.is_reference = True
     if alpha is not None:
+        alpha = as_agreement(alpha)  # normalised as every candidate will be
         binary = np.where(alpha > 128, 255, 0).astype(np.uint8)
         _score_into(res, image, binary, alpha, folder)
     return res, alpha
@@ -405,7 +415,7 @@ def compare(image: Any, reference: Any = None, variants: list[str] | None = None
             if ref_alpha is None:  # without its matte there is nothing to score against
                 state.with_reference, state.reference_id, described = False, None, None
         else:
-            res = compare_one(vid, rgb, ref_alpha, folder)
+            res = compare_one(vid, rgb, ref_alpha, folder, agreement=state.reference_id is not None)
         results.append(res)
         if res.ok:
             state.cutouts[res.id] = str(res.files["checkerboard"])
