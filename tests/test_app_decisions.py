@@ -368,8 +368,9 @@ def test_compare_against_a_reference_model(photo_file, monkeypatch):
     assert [r["id"] for r in rows] == ["isnet-general-use", "grabcut"]  # the reference runs first
     assert rows[0]["is_reference"] and not rows[1]["is_reference"]
     ref_levels = compare_h.levels(mask)
-    want = compare_h.score(compare_h.levels(shifted), ref_levels)
+    want = compare_h.score(compare_h.levels(shifted), ref_levels, agreement=True)
     assert rows[1]["metrics"] == want and want["iou"] < 1.0
+    assert rows[0]["metrics"]["iou"] == 1.0  # the reference against itself: the ceiling
     assert state["reference_id"] == "isnet-general-use" and state["with_reference"]
     assert "agreement with isnet-general-use" in status and "not accuracy" in status
     captions = [c for _, c in gallery]
@@ -386,6 +387,17 @@ def test_compare_against_a_reference_model(photo_file, monkeypatch):
     js = json.loads(Path(json_path).read_text())
     assert js["reference"] == {"kind": "variant", "id": "isnet-general-use"}
     assert js["rows"] == rows and js["metrics_are"] == "agreement with isnet-general-use"
+
+
+def test_a_faint_reference_and_an_identical_candidate_agree_fully(photo_file, monkeypatch):
+    """Mattes that peak below 0.5 (a faint object): the reference must not binarise to nothing
+    while the candidate, normalised as every prediction is, covers the object."""
+    path, mask = photo_file
+    faint = mask * 0.4
+    monkeypatch.setattr(compare_h, "infer", _fake_infer({"isnet-general-use": faint, "grabcut": faint}))
+    *_, rows, _dl, _status, _state = list(compare_h.compare(str(path), None, ["grabcut"],
+                                                            reference_variant="isnet-general-use"))[-1]
+    assert [r["metrics"]["iou"] for r in rows] == [1.0, 1.0]
 
 
 def test_an_uploaded_mask_wins_over_a_reference_model(photo_file, tmp_path, monkeypatch):

@@ -378,7 +378,7 @@ def _score_plan(plan: _Plan, cfg: SuiteConfig, summary: Summary, sitting: str,
                     raise StudioError(f"reference {ref.shape[::-1]} does not match the image {entry.alpha.shape[::-1]}")
                 if not ref_id:
                     sc = score_image(entry.alpha, ref)
-                elif row.is_reference:  # its binarised matte against itself: the ceiling
+                elif row.is_reference:  # against itself: what a perfect copy scores
                     sc = reference_ceiling(ref)
                 else:  # agreement: both mattes normalised alike (see agreement_levels)
                     sc = score_agreement(entry.alpha, ref)

@@ -125,14 +125,18 @@ def agreement_levels(alpha: np.ndarray) -> np.ndarray:
 def score_agreement(candidate: np.ndarray, reference: np.ndarray, name: str = "") -> ImageScore:
     """Every metric of a candidate's matte against a reference model's matte, both normalised
     by `agreement_levels` (agreement, not accuracy)."""
-    return score_image(agreement_levels(candidate), agreement_levels(reference), name=name)
+    ref = agreement_levels(reference)
+    # A mask is binarised at > 128, a prediction at > 0.5 (level 128 is 0.502): move level 128
+    # of the reference across, so that identical mattes split at the same place (IoU 1).
+    ref = np.where(ref == 128, np.uint8(129), ref)
+    return score_image(agreement_levels(candidate), ref, name=name)
 
 
 def reference_ceiling(reference: np.ndarray, name: str = "") -> ImageScore:
-    """The reference model scored against itself: its binarised matte against its soft one,
-    the ceiling every candidate is measured up to."""
-    r8 = agreement_levels(reference)
-    return score_image(np.where(r8 > 128, 255, 0).astype(np.uint8), r8, name=name)
+    """The reference model scored against itself, as any candidate is: what a perfect copy of
+    it scores, the ceiling every candidate is measured up to. (IoU 1; the soft metrics fall
+    short of 1 by the matte's own softness against its binarised mask.)"""
+    return score_agreement(reference, reference, name=name)
 
 
 

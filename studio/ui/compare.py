@@ -79,18 +79,14 @@ def _finite(x: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-def score(alpha: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:
-    """Every metric of `studio.metrics` for one prediction against its reference."""
-    from studio.metrics import score_image  # lazy: keeps scipy/skimage out of app start-up
+def score(alpha: np.ndarray, reference: np.ndarray, agreement: bool = False) -> dict[str, float | None]:
+    """Every metric of `studio.metrics` for one prediction against its reference: a mask, or
+    (`agreement`) a reference model's matte, scored as the suite scores it."""
+    # lazy: keeps scipy/skimage out of app start-up
+    from studio.metrics import score_agreement, score_image
 
-    return {k: _finite(v) for k, v in score_image(alpha, reference).values.items()}
-
-
-def as_agreement(alpha: np.ndarray) -> np.ndarray:
-    """A matte as the suite scores it against a reference model (`studio.metrics.agreement_levels`)."""
-    from studio.metrics import agreement_levels
-
-    return agreement_levels(alpha)
+    sc = score_agreement(alpha, reference) if agreement else score_image(alpha, reference)
+    return {k: _finite(v) for k, v in sc.values.items()}
 
 
 def levels(alpha: np.ndarray) -> np.ndarray:
@@ -151,13 +147,19 @@ def _run(variant_id: str, image: np.ndarray, folder: Path) -> tuple[VariantResul
 
 
 def _score_into(res: VariantResult, image: np.ndarray, alpha: np.ndarray, reference: np.ndarray,
-                folder: Path) -> None:
-    """The error overlay and metrics of one finished variant against the reference."""
+                folder: Path, agreement: bool = False) -> None:
+    """The error overlay and metrics of one finished variant against the reference (a mask,
+    or with `agreement` a reference model's matte: both normalised alike first)."""
     stem = outputs.safe_name(res.id)
-    res.files["errors"] = outputs.write_png(folder, f"{stem}_errors.png",
-                                            visuals.error_overlay(image, alpha, reference))
+    if agreement:
+        from studio.metrics import agreement_levels
+
+        shown = agreement_levels(alpha), agreement_levels(reference)
+    else:
+        shown = alpha, reference
+    res.files["errors"] = outputs.write_png(folder, f"{stem}_errors.png", visuals.error_overlay(image, *shown))
     try:
-        res.metrics = score(alpha, reference)
+        res.metrics = score(alpha, reference, agreement)
     except Exception as exc:  # metrics failing is reported, the cut-out still shows
         res.error = f"metrics failed: {type(exc).__name__}: {exc}"
 
@@ -171,21 +173,19 @@ def compare_one(variant_id: str, image: np.ndarray, reference: np.ndarray | None
     matte is normalised alike before scoring."""
     res, alpha = _run(variant_id, image, folder)
     if alpha is not None and reference is not None:
-        _score_into(res, image, as_agreement(alpha) if agreement else alpha, reference, folder)
+        _score_into(res, image, alpha, reference, folder, agreement)
     return res
 
 
 def run_reference(variant_id: str, image: np.ndarray, folder: Path) -> tuple[VariantResult, np.ndarray | None]:
     """Run the reference variant: (its result, its matte's levels as the reference, or None).
 
-    Its own row is scored as the suite scores a reference: its binarised matte against its
-    soft matte, i.e. the ceiling every other variant is measured up to."""
+    Its own row is scored as the suite scores a reference: against itself, as a perfect copy
+    would be, i.e. the ceiling every other variant is measured up to."""
     res, alpha = _run(variant_id, image, folder)
     res.is_reference = True
     if alpha is not None:
-        alpha = as_agreement(alpha)  # normalised as every candidate will be
-        binary = np.where(alpha > 128, 255, 0).astype(np.uint8)
-        _score_into(res, image, binary, alpha, folder)
+        _score_into(res, image, alpha, alpha, folder, agreement=True)
     return res, alpha
 
 
