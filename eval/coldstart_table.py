@@ -12,6 +12,8 @@ Rows (each a fresh process per repetition; repetitions interleaved, so drift hit
                              `/api/remove?om=true` answer (studio.export.coldstart.measure_bundle);
                              with the portable model.onnx, after `serve.py --prepare`, and with
                              `--warmup`
+  the CPU pick               `studio predict` and the exported server (after --prepare) of
+                             isnet-general-use-cpu, where it is built
 Each time is exec -> the moment the answer exists (the child's result line or the HTTP answer),
 on the parent's clock; medians over the repetitions. The OS file cache holds every model after
 the first repetition, for every row alike. Writes JSON to --out (default: the results folder).
@@ -37,6 +39,7 @@ from studio.export.coldstart import measure_bundle, median_of  # noqa: E402
 
 FP32 = "isnet-general-use"
 INT8 = "isnet-general-use-int8-static"
+CPU_PICK = "isnet-general-use-cpu"  # the shipped CPU pick (eval/quant/README.md); rows when it is built
 
 REMBG_CHILD = r"""
 import json, sys, time
@@ -131,6 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     if a.no_warmup_row:
         rows = {k: v for k, v in rows.items() if "--warmup" not in k}
+    from studio import artifacts
+    from studio.zoo import load_zoo
+
+    if artifacts.installed(load_zoo().get(CPU_PICK)) is not None:
+        from studio.export import export_bundle
+
+        pick = work / "bundle-cpu-pick"
+        export_bundle(CPU_PICK, pick, check=False)
+        subprocess.run([sys.executable, "serve.py", "--prepare"], cwd=pick, check=True, capture_output=True)
+        rows[f"studio predict {CPU_PICK}"] = lambda: studio_row(CPU_PICK, image, work / "pick.png")
+        rows[f"exported {CPU_PICK} server (after --prepare)"] = lambda: measure_bundle(pick, image, warm=1)
     names = list(rows)
     runs: dict[str, list[dict]] = {n: [] for n in names}
     for rep in range(a.repeat):
@@ -150,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         ts = [r["total_s"] for r in runs[n]]
         print(f"{n:52} {med[n]['total_s']:8.2f} {min(ts):6.2f} {max(ts):6.2f} {med[n]['total_s'] / base:8.2f}")
-    for n in names[3:]:
+    for n in (n for n in names if "server" in n):
         m = med[n]
         st = m["server_timing_first"]
         print(f"\n{n}: where the time goes (medians, s from exec)")
