@@ -383,7 +383,7 @@ def _degrade(i: int) -> tuple[np.ndarray, np.ndarray]:
 def test_agreement_of_identical_faint_mattes_is_perfect():
     """A reference model whose matte peaks below 0.5 (a faint object) must not binarise to an
     empty mask while the same matte, as a candidate, is normalised to cover the object."""
-    from studio.metrics import agreement_levels, reference_ceiling, score_agreement
+    from studio.metrics import agreement_levels, agreement_reference, score_agreement
 
     faint = np.zeros((64, 80), np.uint8)
     faint[20:40, 30:50] = 90  # peaks at 0.35
@@ -394,7 +394,10 @@ def test_agreement_of_identical_faint_mattes_is_perfect():
     assert agree["iou"] == 1.0 and agree["fmeasure_max"] == 1.0 and agree["smeasure"] > 0.97
     # (the soft candidate against the binarised reference: MAE is that softness, not a disagreement)
     assert agree["mae"] < 0.02 and agree["mae"] < naive.values["mae"] / 3
-    assert reference_ceiling(faint).values == agree  # the ceiling: what a perfect copy scores
+    # the reference prepared once per image scores every candidate alike
+    ref = agreement_reference(faint)
+    assert np.array_equal(agreement_reference(ref), ref) and not (ref == 128).any()
+    assert score_agreement(faint, ref).values == agree
     # normalisation is PySODMetrics' min-max, in 8 bits, and idempotent
     lv = agreement_levels(faint)
     assert lv.min() == 0 and lv.max() == 255 and np.array_equal(agreement_levels(lv), lv)

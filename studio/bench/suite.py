@@ -114,17 +114,21 @@ def latency_stats(runs: list[dict[str, float]]) -> Latency | None:
 
 
 class _ImageMemo:
-    """Decode each image once per run; every variant reuses it (within a memory cap)."""
+    """Decode each image once per run; every variant reuses it (within a memory cap).
+    `load` makes the array of a sample (default: its decoded image); None is not kept."""
 
-    def __init__(self) -> None:
+    def __init__(self, load: Callable[[Any], np.ndarray | None] | None = None,
+                 cap_bytes: float = IMAGE_MEMO_BYTES) -> None:
+        self.load = load or (lambda sample: sample.image())
+        self.cap_bytes = cap_bytes
         self.images: dict[str, np.ndarray] = {}
         self.bytes = 0
 
-    def get(self, sample: Any) -> np.ndarray:
+    def get(self, sample: Any) -> np.ndarray | None:
         if sample.id in self.images:
             return self.images[sample.id]
-        img = sample.image()
-        if self.bytes + img.nbytes <= IMAGE_MEMO_BYTES:
+        img = self.load(sample)
+        if img is not None and self.bytes + img.nbytes <= self.cap_bytes:
             self.images[sample.id] = img
             self.bytes += img.nbytes
         return img
@@ -333,7 +337,6 @@ def _score_plan(plan: _Plan, cfg: SuiteConfig, summary: Summary, sitting: str,
         ImageScore,
         aggregate,
         agreement_levels,
-        reference_ceiling,
         score_agreement,
         score_image,
     )
@@ -376,17 +379,16 @@ def _score_plan(plan: _Plan, cfg: SuiteConfig, summary: Summary, sitting: str,
             if ref is not None:
                 if ref.shape != entry.alpha.shape:
                     raise StudioError(f"reference {ref.shape[::-1]} does not match the image {entry.alpha.shape[::-1]}")
+                shown = entry.alpha
                 if not ref_id:
                     sc = score_image(entry.alpha, ref)
-                elif row.is_reference:  # against itself: what a perfect copy scores
-                    sc = reference_ceiling(ref)
-                else:  # agreement: both mattes normalised alike (see agreement_levels)
-                    sc = score_agreement(entry.alpha, ref)
+                else:  # agreement: both mattes normalised alike (the reference's own row: what a perfect copy scores)
+                    shown = agreement_levels(entry.alpha)
+                    sc = score_agreement(shown, ref)
                 scores[s.id] = sc.to_json()
                 row.n_scored += 1
                 csv_row.update({k: round(float(x), 6) for k, x in sc.values.items()})
-                shown = (agreement_levels(entry.alpha), agreement_levels(ref)) if ref_id else (entry.alpha, ref)
-                scored.append((float(sc.values.get(cfg.quality_metric, 0.0)), s, *shown))
+                scored.append((float(sc.values.get(cfg.quality_metric, 0.0)), s, shown, ref))
             if ref_id and gt is not None:
                 if gt.shape != entry.alpha.shape:
                     raise StudioError(f"reference mask {gt.shape[::-1]} does not match the image "
@@ -559,9 +561,15 @@ def run_suite(cfg: SuiteConfig, progress: Progress | None = None, show_bars: boo
     bars: dict[str, Any] = {}
     ref_plan = by_id.get(cfg.reference) if cfg.reference else None
 
-    def reference_alpha(sample: Any) -> np.ndarray | None:
+    def load_reference(sample: Any) -> np.ndarray | None:
+        from studio.metrics import agreement_reference
+
         entry = ref_plan.cache.get(sample.content_hash) if ref_plan and ref_plan.cache else None
-        return entry.alpha if entry is not None else None
+        return agreement_reference(entry.alpha) if entry is not None else None
+
+    # the reference's mask of each image, read and prepared once for every variant (a uint8
+    # mask is a third of the RGB image's bytes)
+    reference_alpha = _ImageMemo(load_reference, IMAGE_MEMO_BYTES / 3).get
 
     def write_partial() -> None:
         report.write_csv(out / "per_image.csv", csv_rows)

@@ -60,9 +60,9 @@ from studio.metrics.inputs import MetricInputError
 from studio.metrics.score import (
     ImageScore,
     agreement_levels,
+    agreement_reference,
     iou,
     mae,
-    reference_ceiling,
     score_agreement,
     score_image,
 )
@@ -78,12 +78,12 @@ __all__ = [
     "MetricInputError",
     "MetricSuite",
     "agreement_levels",
+    "agreement_reference",
     "aggregate",
     "compare_paired",
     "conventions",
     "iou",
     "mae",
-    "reference_ceiling",
     "score_agreement",
     "score_image",
 ]

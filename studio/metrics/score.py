@@ -122,21 +122,21 @@ def agreement_levels(alpha: np.ndarray) -> np.ndarray:
     return lut[a8]
 
 
-def score_agreement(candidate: np.ndarray, reference: np.ndarray, name: str = "") -> ImageScore:
-    """Every metric of a candidate's matte against a reference model's matte, both normalised
-    by `agreement_levels` (agreement, not accuracy)."""
+def agreement_reference(reference: np.ndarray) -> np.ndarray:
+    """A reference model's matte as the mask candidates are scored against: `agreement_levels`,
+    and level 128 moved to 129. (A mask is binarised at > 128, a prediction at > 0.5, and level
+    128 is 0.502: moved across, identical mattes split at the same place, IoU 1.) Idempotent, so
+    a caller scoring many candidates prepares each image's reference once."""
     ref = agreement_levels(reference)
-    # A mask is binarised at > 128, a prediction at > 0.5 (level 128 is 0.502): move level 128
-    # of the reference across, so that identical mattes split at the same place (IoU 1).
-    ref = np.where(ref == 128, np.uint8(129), ref)
-    return score_image(agreement_levels(candidate), ref, name=name)
+    return np.where(ref == 128, np.uint8(129), ref)
 
 
-def reference_ceiling(reference: np.ndarray, name: str = "") -> ImageScore:
-    """The reference model scored against itself, as any candidate is: what a perfect copy of
-    it scores, the ceiling every candidate is measured up to. (IoU 1; the soft metrics fall
-    short of 1 by the matte's own softness against its binarised mask.)"""
-    return score_agreement(reference, reference, name=name)
+def score_agreement(candidate: np.ndarray, reference: np.ndarray, name: str = "") -> ImageScore:
+    """Every metric of a candidate's matte against a reference model's matte (agreement, not
+    accuracy): the candidate by `agreement_levels`, the reference by `agreement_reference`
+    (either may come prepared). The reference scored against itself is what a perfect copy
+    scores: IoU 1, the soft metrics short of 1 by the matte's own softness."""
+    return score_image(agreement_levels(candidate), agreement_reference(reference), name=name)
 
 
 

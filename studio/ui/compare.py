@@ -151,13 +151,11 @@ def _score_into(res: VariantResult, image: np.ndarray, alpha: np.ndarray, refere
     """The error overlay and metrics of one finished variant against the reference (a mask,
     or with `agreement` a reference model's matte: both normalised alike first)."""
     stem = outputs.safe_name(res.id)
-    if agreement:
+    if agreement:  # `reference` comes prepared by `run_reference`
         from studio.metrics import agreement_levels
 
-        shown = agreement_levels(alpha), agreement_levels(reference)
-    else:
-        shown = alpha, reference
-    res.files["errors"] = outputs.write_png(folder, f"{stem}_errors.png", visuals.error_overlay(image, *shown))
+        alpha = agreement_levels(alpha)
+    res.files["errors"] = outputs.write_png(folder, f"{stem}_errors.png", visuals.error_overlay(image, alpha, reference))
     try:
         res.metrics = score(alpha, reference, agreement)
     except Exception as exc:  # metrics failing is reported, the cut-out still shows
@@ -169,7 +167,7 @@ def compare_one(variant_id: str, image: np.ndarray, reference: np.ndarray | None
     """Run one variant and write its PNGs; any failure becomes a failed result, not a raise.
 
     `reference` is a mask as float [0, 1] or as 8-bit levels (what `compare` passes);
-    `agreement`: it is a reference model's matte (from `run_reference`), so this variant's
+    `agreement`: it is a reference model's mask from `run_reference`, so this variant's
     matte is normalised alike before scoring."""
     res, alpha = _run(variant_id, image, folder)
     if alpha is not None and reference is not None:
@@ -178,15 +176,20 @@ def compare_one(variant_id: str, image: np.ndarray, reference: np.ndarray | None
 
 
 def run_reference(variant_id: str, image: np.ndarray, folder: Path) -> tuple[VariantResult, np.ndarray | None]:
-    """Run the reference variant: (its result, its matte's levels as the reference, or None).
+    """Run the reference variant: (its result, its matte prepared once as the mask every other
+    variant is scored against (`studio.metrics.agreement_reference`), or None).
 
     Its own row is scored as the suite scores a reference: against itself, as a perfect copy
     would be, i.e. the ceiling every other variant is measured up to."""
     res, alpha = _run(variant_id, image, folder)
     res.is_reference = True
-    if alpha is not None:
-        _score_into(res, image, alpha, alpha, folder, agreement=True)
-    return res, alpha
+    if alpha is None:
+        return res, None
+    from studio.metrics import agreement_reference
+
+    reference = agreement_reference(alpha)
+    _score_into(res, image, alpha, reference, folder, agreement=True)
+    return res, reference
 
 
 def table_headers(metric_names: list[str]) -> list[str]:
