@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -36,6 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from eval.quant.outputs import command_line, run_meta, write_tables  # noqa: E402
 from studio import artifacts, engine, settings  # noqa: E402
 from studio.quant import builds  # noqa: E402
 from studio.quant.agreement import compare_mattes, predict_images  # noqa: E402
@@ -198,8 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="also score on the embedded sample (default on)")
     ap.add_argument("--out", type=Path, default=settings.results_dir() / "quant")
     args = ap.parse_args(argv)
-    cmd = "python eval/quant/build_table.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    cmd = command_line("build_table.py", argv)
 
     chosen = variants_to_run(args.tried, args.extra)
     statics = []
@@ -268,16 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"scored {vid}", flush=True)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"command": cmd, "dataset": cal.dataset, "n_held_out": len(held), "n_embedded": len(emb),
-            "calibration_ids": calib_ids, "threads": args.threads, "rounds": args.rounds,
-            "timing_image": timing_sample.id, "n_boot": N_BOOT,
-            "machine": f"{platform.processor() or platform.machine()}, {platform.node()}",
-            "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (args.out / "build_table.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    md = markdown(rows, meta)
-    (args.out / "build_table.md").write_text(md)
-    print(md)
+    meta = run_meta(cmd, dataset=cal.dataset, n_held_out=len(held), n_embedded=len(emb),
+                    calibration_ids=calib_ids, threads=args.threads, rounds=args.rounds,
+                    timing_image=timing_sample.id, n_boot=N_BOOT)
+    write_tables(args.out, "build_table", meta, rows, markdown(rows, meta))
     return 0
 
 

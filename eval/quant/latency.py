@@ -12,9 +12,6 @@ weights are random. Writes latency.md and latency.json to --out.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -23,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from eval.quant.outputs import command_line, run_meta, write_tables  # noqa: E402
 from studio import artifacts, engine, labels, settings  # noqa: E402
 from studio.quant import builds  # noqa: E402
 from studio.zoo import load_zoo  # noqa: E402
@@ -36,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gap", type=float, default=0.05)
     ap.add_argument("--out", type=Path, default=settings.results_dir() / "quant")
     args = ap.parse_args(argv)
-    cmd = "python eval/quant/latency.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    cmd = command_line("latency.py", argv)
     from studio.data import open_dataset
 
     image = next(iter(open_dataset(None, limit=1))).image()
@@ -67,11 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows.values():
         row["p50_model_s"] = statistics.median(row.pop("model"))
         row["p50_total_s"] = statistics.median(row.pop("total"))
-    meta = {"command": cmd, "threads": args.threads, "rounds": args.rounds, "image_size": list(image.shape[:2]),
-            "machine": f"{platform.processor() or platform.machine()}, {platform.node()}",
-            "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latency.json").write_text(json.dumps({"meta": meta, "rows": list(rows.values())}, indent=2))
+    meta = run_meta(cmd, threads=args.threads, rounds=args.rounds, image_size=list(image.shape[:2]))
     lines = [f"Latency: {args.threads} threads, {args.rounds} interleaved rounds, one {image.shape[1]}x{image.shape[0]} "
              f"image of the embedded sample. Command: `{cmd}`", "",
              "| variant | backend | precision | input | size MB | session start s | first run s | p50 model s | "
@@ -80,9 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| `{r['id']}` | {r['backend']} | {r['precision']} | {r['input_size']} | {r['size_mb'] or '—'} | "
                      f"{r['init_s']:.2f} | {r['first_s']:.2f} | {r['p50_model_s']:.3f} | {r['p50_total_s']:.3f} | "
                      f"{labels.UNTRAINED if r['untrained'] else 'trained'} |")
-    md = "\n".join(lines) + "\n"
-    (args.out / "latency.md").write_text(md)
-    print(md)
+    write_tables(args.out, "latency", meta, list(rows.values()), "\n".join(lines) + "\n")
     return 0
 
 

@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import shlex
 import statistics
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from eval.quant.outputs import command_line, run_meta, write_tables  # noqa: E402
 from studio import artifacts, settings  # noqa: E402
 from studio.backends import onnx as ob  # noqa: E402
 from studio.zoo import load_zoo  # noqa: E402
@@ -105,16 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--out", type=Path, default=settings.results_dir() / "quant")
     args = ap.parse_args(argv)
-    cmd = "python eval/quant/profile_build.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    cmd = command_line("profile_build.py", argv)
     rows = [profile(v, args.threads, args.runs) for v in args.variants]
-    meta = {"command": cmd, "machine": f"{platform.processor() or platform.machine()}, {platform.node()}",
-            "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "profile.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    md = markdown(rows, meta)
-    (args.out / "profile.md").write_text(md)
-    print(md)
+    meta = run_meta(cmd)
+    write_tables(args.out, "profile", meta, rows, markdown(rows, meta))
     return 0
 
 

@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -44,6 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from eval.quant.outputs import command_line, run_meta, write_tables  # noqa: E402
 from studio import artifacts, settings  # noqa: E402
 from studio.backends import onnx as ob  # noqa: E402
 from studio.quant import builds  # noqa: E402
@@ -150,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                     help='a combination to measure too, as JSON options.ort (e.g. \'{"allow_spinning": false}\')')
     ap.add_argument("--out", type=Path, default=settings.results_dir() / "quant")
     args = ap.parse_args(argv)
-    cmd = "python eval/quant/runtime_settings.py " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    cmd = command_line("runtime_settings.py", argv)
     chosen = [s for s in SETTINGS if not args.only or s[0] in args.only or s[0] == "default"]
     if args.combo:
         chosen.append(("combo", "combination: " + json.dumps(args.combo, sort_keys=True), dict(args.combo), None))
@@ -162,14 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         these = [c for c in chosen if vid not in per_model or c[0] in per_model[vid] or c[0] == "default"]
         rows += measure_model(vid, these, args.threads, args.rounds, args.loads, args.gap,
                               lambda m: print(m, flush=True))
-    meta = {"command": cmd, "threads": args.threads, "rounds": args.rounds, "loads": args.loads, "gap_s": args.gap,
-            "machine": f"{platform.processor() or platform.machine()}, {platform.node()}",
-            "onnxruntime": ob.ort.__version__, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "runtime_settings.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    md = markdown(rows, meta)
-    (args.out / "runtime_settings.md").write_text(md)
-    print(md)
+    meta = run_meta(cmd, threads=args.threads, rounds=args.rounds, loads=args.loads, gap_s=args.gap,
+                    onnxruntime=ob.ort.__version__)
+    write_tables(args.out, "runtime_settings", meta, rows, markdown(rows, meta))
     return 0
 
 
