@@ -160,3 +160,25 @@ def app_server(tmp_path_factory, isnet_weights):
     with running_app(env={"STUDIO_RESULTS": str(results)}) as server:
         server.results = results
         yield server
+
+
+def pretend_untrained(monkeypatch, vid: str = "inspyrenet-fast", flag: bool = False) -> str:
+    """Pretend an untrained checkpoint of `vid` is installed, everywhere `describe` is read (the
+    inventory and the app's variant pickers). `flag`: also put the untrained label in its flags
+    (leave it off where a test checks that the label comes from the `untrained` bool)."""
+    from studio import inventory, labels
+    from studio.ui import variants
+
+    real = inventory.describe
+
+    def fake(v):
+        info = real(v)
+        if info.variant.id == vid:
+            info.installed, info.untrained = True, True
+            if flag:
+                info.flags = [labels.UNTRAINED, *info.flags]
+        return info
+
+    monkeypatch.setattr(inventory, "describe", fake)
+    monkeypatch.setattr(variants, "describe", fake)
+    return vid

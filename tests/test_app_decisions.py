@@ -24,25 +24,13 @@ from studio.ui import benchmark as bench_h
 from studio.ui import compare as compare_h
 from studio.ui import variants
 from studio.ui.uploads import UploadError
-from tests.conftest import synthetic_photo
+from tests.conftest import pretend_untrained, synthetic_photo
 
 # --- default selection ------------------------------------------------------------------------------
 
 
 def _with_untrained(monkeypatch, vid: str = "inspyrenet-fast"):
-    """Pretend an untrained checkpoint of `vid` is installed (everywhere describe is read)."""
-    real = inventory.describe
-
-    def fake(v):
-        info = real(v)
-        if info.variant.id == vid:
-            info.installed, info.untrained = True, True
-            info.flags = [labels.UNTRAINED, *info.flags]
-        return info
-
-    monkeypatch.setattr(inventory, "describe", fake)
-    monkeypatch.setattr(variants, "describe", fake)
-    return vid
+    return pretend_untrained(monkeypatch, vid, flag=True)
 
 
 def test_default_selection_is_inventory_default_variants_in_zoo_order():

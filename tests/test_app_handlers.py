@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio import inventory, settings
+from studio import settings
 from studio.ui import benchmark as bench_h
 from studio.ui import compare as compare_h
 from studio.ui import models as models_h
 from studio.ui import space, uploads, variants
 from studio.ui.uploads import UploadError
-from tests.conftest import synthetic_photo
+from tests.conftest import pretend_untrained, synthetic_photo
 
 
 @pytest.fixture
@@ -343,16 +343,7 @@ def test_variant_groups_follow_the_zoo_and_merge_in_zoo_order():
 
 
 def test_untrained_variants_are_flagged_in_their_label(monkeypatch):
-
-    real = inventory.describe
-
-    def fake(v):
-        info = real(v)
-        if info.variant.id == "inspyrenet-fast":
-            info.installed, info.untrained = True, True
-        return info
-
-    monkeypatch.setattr(variants, "describe", fake)
+    pretend_untrained(monkeypatch)
     c = {c.id: c for c in variants.choices()}["inspyrenet-fast"]
     assert c.installed and "untrained — latency only" in c.label
 

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio import inventory
 from studio.arena import images as arena_images
 from studio.arena.ratings import MIN_VOTES
 from studio.matte import Matte
 from studio.ui import arena as h
 from studio.ui.uploads import UploadError
+from tests.conftest import pretend_untrained
 
 PAIR = ["isnet-general-use", "isnet-general-use-fp16"]
 
@@ -85,15 +85,7 @@ def test_votes_and_rounds_are_refused_clearly(arena):
 
 
 def test_untrained_variants_are_refused(arena, monkeypatch):
-    real = inventory.describe
-
-    def fake(v):
-        info = real(v)
-        if info.variant.id == "inspyrenet-fast":
-            info.installed, info.untrained = True, True
-        return info
-
-    monkeypatch.setattr(inventory, "describe", fake)
+    pretend_untrained(monkeypatch)
     with pytest.raises(h.ArenaError, match="untrained"):
         h.next_round("embedded", ["grabcut", "inspyrenet-fast"])
     assert "inspyrenet-fast" not in [vid for _, vid in h.variant_choices()]
