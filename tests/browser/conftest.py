@@ -44,3 +44,11 @@ def page(browser, app_server):
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def wait_for_benchmark(page, timeout_ms: int) -> None:
+    """Wait until a Benchmark run has rendered: its recommendation (or the lack of one) and the plot."""
+    page.wait_for_function(
+        "() => /Recommended|No recommendation/.test(document.querySelector('#recommendation')?.innerText || '')",
+        timeout=timeout_ms)
+    page.wait_for_selector("#bench-plot .js-plotly-plot")

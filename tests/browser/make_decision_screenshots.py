@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from studio import settings  # noqa: E402
 from studio.ui.serve import running_app  # noqa: E402
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, wait_for_benchmark  # noqa: E402
 
 REFERENCE = "isnet-general-use"
 COMPARE_IMAGE = "100075.jpg"
@@ -98,10 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             page.fill("#bench-limit input", str(a.images))
             page.fill("#bench-price input", str(a.price))
             page.click("#bench-run")
-            page.wait_for_function(
-                "() => /Recommended|No recommendation/.test(document.querySelector('#recommendation')?.innerText || '')",
-                timeout=3_600_000)
-            page.wait_for_selector("#bench-plot .js-plotly-plot")
+            wait_for_benchmark(page, 3_600_000)
             page.wait_for_function("() => (document.querySelector('#bench-notes')?.innerText || '').includes('mem MB')")
             page.wait_for_timeout(1500)
             page.screenshot(path=str(a.out / "app_benchmark_labels_free.png"), full_page=True)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from studio.ui.serve import running_app  # noqa: E402
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, wait_for_benchmark  # noqa: E402
 
 SAMPLE = "24_bouquet"
 
@@ -56,10 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         page.fill("#bench-limit input", str(a.images))
         page.fill("#bench-price input", str(a.price))
         page.click("#bench-run")
-        page.wait_for_function(
-            "() => /Recommended|No recommendation/.test(document.querySelector('#recommendation')?.innerText || '')",
-            timeout=3_600_000)
-        page.wait_for_selector("#bench-plot .js-plotly-plot")
+        wait_for_benchmark(page, 3_600_000)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(a.out / "app_benchmark.png"), full_page=True)
         print("benchmark:", page.inner_text("#recommendation").splitlines()[0])

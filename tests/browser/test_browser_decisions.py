@@ -11,6 +11,8 @@ import zipfile
 
 import pytest
 
+from tests.browser.conftest import wait_for_benchmark
+
 pytestmark = pytest.mark.slow
 
 REFERENCE = "isnet-general-use"
@@ -56,10 +58,7 @@ def test_labels_free_benchmark_says_agreement_and_fits_1440(page, photos_zip, ar
     page.wait_for_function(
         "r => document.body.innerText.includes('loading ' + r) || document.body.innerText.includes(r + ': ')",
         arg=REFERENCE, timeout=300_000)
-    page.wait_for_function(
-        "() => /Recommended|No recommendation/.test(document.querySelector('#recommendation')?.innerText || '')",
-        timeout=900_000)
-    page.wait_for_selector("#bench-plot .js-plotly-plot")
+    wait_for_benchmark(page, 900_000)
     page.wait_for_function("() => (document.querySelector('#bench-notes')?.innerText || '').includes('mem MB')")
     page.wait_for_timeout(800)
 
