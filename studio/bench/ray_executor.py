@@ -30,7 +30,6 @@ count, plus the GPU on CUDA runs); the driver never pools a p95 over node kinds.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 import os
@@ -123,14 +122,13 @@ def _worker_kind(device: str) -> str:
 
 
 def _sha256(path: str) -> str | None:
-    digest = hashlib.sha256()
+    """The file's sha256 on this node, or None where it cannot be read here."""
+    from studio.weights.store import hash_file
+
     try:
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
+        return hash_file(path, ("sha256",))["sha256"]
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def _probe() -> dict[str, Any]:

@@ -12,7 +12,6 @@ studio and without torch.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -136,11 +135,9 @@ def ort_plan(variant: Variant) -> dict[str, Any]:
 # --- the pieces ----------------------------------------------------------------------------------
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from studio.weights.store import hash_file
+
+    return hash_file(path, ("sha256",))["sha256"]
 
 
 def optimise_model(src: Path, dst: Path, level: str = SAVE_LEVEL) -> None:
