@@ -9,10 +9,11 @@ import ctypes.util
 from typing import Any
 
 
-def status_mb(field_name: str) -> float | None:
-    """A memory line of /proc/self/status (VmRSS, VmHWM) in MB; None where there is none."""
+def status_mb(field_name: str, pid: int | str = "self") -> float | None:
+    """A memory line of /proc/PID/status (VmRSS, VmHWM) in MB, this process's by default;
+    None where there is none."""
     try:
-        with open("/proc/self/status") as f:
+        with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith(f"{field_name}:"):
                     return float(line.split()[1]) / 1024.0

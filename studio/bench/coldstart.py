@@ -27,13 +27,10 @@ def proc_status_mb(field: str) -> float:
     """A memory line of /proc/self/status (VmRSS, VmHWM) in MB; NaN where there is none.
     VmHWM, the peak, starts afresh at exec, unlike getrusage's ru_maxrss, which carries the
     parent's peak across fork+exec."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return float(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
+    from studio.memory import status_mb
+
+    mb = status_mb(field)
+    return float("nan") if mb is None else mb
 
 
 def process_gpu_mb(device: str) -> float | None:

@@ -47,13 +47,9 @@ def free_port() -> int:
 
 
 def proc_mb(pid: int, field: str) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return float(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
+    from studio.memory import status_mb
+
+    return status_mb(field, pid)
 
 
 def multipart(fields: dict[str, str], file_bytes: bytes, filename: str = "image") -> tuple[bytes, str]:
