@@ -31,19 +31,19 @@ from tqdm.auto import tqdm
 
 from studio import artifacts, inventory, labels, settings
 from studio.bench import coldstart, report
-from studio.bench.cache import (
-    CachedPrediction,
-    JsonCache,
-    PredictionCache,
-    cache_root,
-    variant_fingerprint,
-)
 from studio.bench.config import SuiteConfig
 from studio.bench.executor import ImageResult, Job, JobReport, LocalExecutor
 from studio.bench.recommend import recommend
 from studio.bench.results import Latency, Summary, VariantRow, reference_variant
 from studio.errors import StudioError
 from studio.fileio import atomic_write_json
+from studio.prediction_cache import (
+    CachedPrediction,
+    JsonCache,
+    PredictionCache,
+    cache_root,
+    variant_fingerprint,
+)
 from studio.zoo import Variant, load_zoo
 
 Progress = Callable[[dict[str, Any]], None]

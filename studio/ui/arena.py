@@ -104,7 +104,7 @@ def check_variants(variant_ids: list[str] | str | None) -> list[Variant]:
 
 def _cache_for(variant: Variant, device: str):
     """The benchmark's prediction cache entry folder for this variant, keyed as the suite keys it."""
-    from studio.bench.cache import PredictionCache, variant_fingerprint
+    from studio.prediction_cache import PredictionCache, variant_fingerprint
 
     rec = artifacts.installed(variant)
     return PredictionCache(variant_fingerprint(variant, rec.sha256 if rec else None, device, 0))

@@ -1,5 +1,7 @@
 """The prediction cache: one entry per (variant artifact, image content, preprocessing).
 
+It sits below the benchmark and the arena, which both read and write it.
+
 An entry is an 8-bit alpha PNG plus a JSON record of its timings, each written atomically
 the moment it is computed, so a killed run loses at most the image in flight and a rerun
 computes only what changed. Scores are always computed from the stored 8-bit alpha, so a
