@@ -7,23 +7,37 @@ cd "$(dirname "$0")/.."
 DEV=0; [ "${1:-}" = "--dev" ] && DEV=1
 PY=${PYTHON:-python3}
 
+# The pins need a Python recent enough for every pinned wheel (constraints.txt says which):
+# refuse an older one here rather than let pip fail on the one package that needs it.
+NEED=$(sed -n 's/^# python >= \([0-9.]*\).*/\1/p' constraints.txt)
+VENV_PY=$([ -x .venv/bin/python ] && echo .venv/bin/python || echo "$PY")
+"$VENV_PY" -c "import sys; sys.exit(sys.version_info[:3] < tuple(map(int, '${NEED:-3}'.split('.'))))" || {
+  echo "setup: constraints.txt's pins need Python >= $NEED; $VENV_PY is $("$VENV_PY" -V 2>&1)." \
+       "Set PYTHON to a newer python3 (and remove .venv if it was made with this one)." >&2
+  exit 1
+}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
+# Every install goes through constraints.txt: each package, transitive ones included, at the
+# version `make test` tested and requirements.txt (the Space) pins. Versions live there only
+# (regenerate with `.venv/bin/python scripts/pins.py write`). pip's own config may add its
+# constraints (this machine's /etc/xdg/pip caps torch at the build on its disk); both apply.
 PIP=".venv/bin/pip --disable-pip-version-check -q"
+PINNED="$PIP install -c constraints.txt"
 
-# torch first, pinned: the only build on this machine's disk. A bare `torch` requirement
-# would download several GB.
-$PIP install "torch==2.14.1" "torchvision==0.29.1"
-# the [ray] extra: the benchmark's Ray executor (pinned ray; see pyproject.toml)
-if [ $DEV = 1 ]; then $PIP install -e ".[dev,ray]"; else $PIP install -e ".[ray]"; fi
+# pip first, at its pin: the installer is part of the tested environment too.
+$PINNED pip
+# Everything in one resolution, torch included at its pin (a bare `torch` would download several
+# GB); the [ray] extra is the benchmark's Ray executor (see pyproject.toml).
+if [ $DEV = 1 ]; then $PINNED -e ".[dev,ray]"; else $PINNED -e ".[ray]"; fi
 # transparent-background asks for opencv-python, which would sit beside opencv-python-headless
 # (both provide cv2). Its other requirements are in pyproject.toml; install it without deps.
-$PIP install --no-deps "transparent-background==1.3.4"
+$PINNED --no-deps transparent-background
 
 if [ $DEV = 1 ]; then
   # PySODMetrics pins scikit-image<0.26 and numpy<2.3.5, which clash with rembg's
   # scikit-image>=0.26. It is only a reference for cross-check tests, and its code runs on
   # the newer versions, so it goes in without its pins.
-  $PIP install --no-deps "pysodmetrics==1.6.2"
+  $PINNED --no-deps pysodmetrics
   if [ ! -x /usr/bin/chromium ]; then
     if [ "$(id -u)" = 0 ]; then
       (apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
@@ -34,5 +48,8 @@ if [ $DEV = 1 ]; then
     fi
   fi
 fi
+# An older .venv may hold packages the pins no longer name; pip leaves those alone. Say so here
+# (tests/test_app_space.py fails on them too).
+[ $DEV = 1 ] && { .venv/bin/python scripts/pins.py check >/dev/null || true; }
 .venv/bin/python -c "import studio, torch, onnxruntime, rembg, transparent_background, ray" 2>/dev/null \
   && echo "setup: ok (.venv)"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 import tomllib
 from importlib import metadata
 
@@ -50,41 +52,109 @@ def test_front_matter():
     assert len(fm.get("short_description", "")) <= 60
 
 
-def test_requirements_mirror_pyproject():
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    reqs = _requirements()
-    for raw in deps:
-        want = Requirement(raw)
-        name = canonicalize_name(want.name)
-        assert name in reqs, f"{want.name} is in pyproject.toml but not in requirements.txt"
-        got = reqs[name]
-        pin = _pinned(got)
-        if pin:
-            assert want.specifier.contains(pin, prereleases=True), f"{got} is outside pyproject's {want}"
-        else:
-            assert got.specifier == want.specifier, f"{got} != pyproject's {want}"
+# --- one set of pins: constraints.txt, requirements.txt, setup.sh, pyproject.toml and the venv ----
+
+def _load_pins():
+    spec = importlib.util.spec_from_file_location("studio_pins_script", ROOT / "scripts" / "pins.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
 
 
-def test_pins_match_setup_and_the_tested_environment():
-    reqs = _requirements()
+pins = _load_pins()
+FIX = (f"If the tested environment (.venv) is right, regenerate the pins with `{pins.REGENERATE}`; "
+       "if the pins are, bring .venv to them with `scripts/setup.sh --dev`.")
+
+
+def _constraints() -> dict[str, str]:
+    return pins.read_pins(ROOT / "constraints.txt")
+
+
+def test_requirements_pin_the_runtime_as_constraints_and_the_venv_do():
+    """Every requirements.txt line is `name==version`, the version constraints.txt pins and .venv
+    has; and it names exactly the runtime closure (what a Space needs, torch as the CPU build)."""
+    reqs, cons = pins.read_pins(ROOT / "requirements.txt"), _constraints()
+    for name, version in reqs.items():
+        assert cons.get(name) == version, f"{name}: requirements.txt pins {version}, constraints.txt {cons.get(name)}. {FIX}"
+        have = pins.ALIASES.get(name, name)  # opencv-python: pinned at opencv-python-headless's version
+        installed = metadata.version(have)
+        assert installed == version, f"{name}: requirements.txt pins {version}, the tested environment has {installed}. {FIX}"
+    runtime = pins.groups(pins.environment(), pins.project_roots())["runtime"]
+    assert sorted(set(runtime) - set(reqs)) == [], f"the app needs these, requirements.txt lacks them. {FIX}"
+    assert sorted(set(reqs) - set(runtime)) == [], f"requirements.txt pins what the app does not need. {FIX}"
+
+
+def test_every_installed_package_is_pinned_in_constraints():
+    cons = _constraints()
+    env = pins.environment()
+    unpinned = {n: d.version for n, d in env.items() if n not in cons and n not in pins.EXEMPT}
+    assert not unpinned, f"installed in .venv but not in constraints.txt: {unpinned}. {FIX}"
+    differ = {n: (cons[n], d.version) for n, d in env.items() if n in cons and cons[n] != d.version}
+    assert not differ, f"(constraints.txt, .venv) versions differ: {differ}. {FIX}"
+    # the one pin for a package not installed here: the Space's second OpenCV wheel
+    assert sorted(set(cons) - set(env)) == sorted(pins.ALIASES), f"pinned but not installed. {FIX}"
+    assert cons["opencv-python"] == cons["opencv-python-headless"]  # see the note in requirements.txt
+
+
+def test_the_pin_files_are_what_the_venv_writes():
+    """`scripts/pins.py check`: both files, comments and groups included, as the venv writes them."""
+    for path, text in pins.wanted().items():
+        assert path.read_text() == text, f"{path.name} is not what {pins.REGENERATE} writes here. {FIX}"
+
+
+def test_pyproject_ranges_admit_every_pin():
+    proj = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    cons = _constraints()
+    declared = [*proj["dependencies"], *(r for extra in proj["optional-dependencies"].values() for r in extra)]
+    for raw in declared:
+        req = Requirement(raw)
+        name = canonicalize_name(req.name)
+        assert name in cons, f"pyproject.toml declares {req.name}, constraints.txt does not pin it. {FIX}"
+        assert req.specifier.contains(cons[name], prereleases=True), (
+            f"pyproject.toml's `{raw}` excludes the pinned {name}=={cons[name]}: widen the range, or pin "
+            f"another version. {FIX}")
+
+
+def test_setup_installs_everything_through_the_constraints():
     setup = (ROOT / "scripts" / "setup.sh").read_text()
-    for name in ("torch", "torchvision"):
-        pin = _pinned(reqs[name])
-        assert f'"{name}=={pin}"' in setup, f"{name}=={pin} differs from scripts/setup.sh"
-    assert _pinned(reqs["gradio"]) == str(_front_matter()["sdk_version"])
-    assert _pinned(reqs["transparent-background"]) == re.search(
-        r"transparent-background==([\d.]+)", setup).group(1)
-    # the two OpenCV wheels on a Space are the same release (see the note in requirements.txt)
-    assert _pinned(reqs["opencv-python"]) == _pinned(reqs["opencv-python-headless"])
-    for name, r in reqs.items():
-        pin = _pinned(r)
-        if pin is None:
-            continue
-        try:
-            installed = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue  # opencv-python: not installed here on purpose
-        assert installed == pin, f"{name}: requirements.txt pins {pin}, the tested environment has {installed}"
+    code = [ln.split("#", 1)[0] for ln in setup.splitlines()]
+    assert 'PINNED="$PIP install -c constraints.txt"' in setup
+    installs = [ln for ln in code if re.search(r"\bpip\b.*\binstall\b|\$PIP install|\$PINNED", ln)
+                and "PINNED=" not in ln]
+    assert installs and all("$PINNED" in ln for ln in installs), installs
+    assert "==" not in "".join(code), "setup.sh names no version: constraints.txt does"
+    no_deps = set(re.findall(r"--no-deps ([\w.-]+)", setup))
+    assert no_deps == set(pins.NO_DEPS), "scripts/pins.py's NO_DEPS lists what setup.sh installs with --no-deps"
+    assert _pinned(_requirements()["gradio"]) == str(_front_matter()["sdk_version"])
+
+
+def test_pins_groups_on_a_made_up_environment():
+    """The grouping rules: torch's platform-marked (CUDA) requirements are left out of the
+    runtime (a CPU Space's torch+cpu has none), extras are followed, a --no-deps dev package is
+    not walked, an alias takes its twin's version, and an undeclared package is refused."""
+    D = pins.Dist
+    env = {
+        "torch": D("torch", "2.0", ("filelock", 'nvidia-x==1; platform_system == "Linux"')),
+        "filelock": D("filelock", "3.0", ()), "nvidia-x": D("nvidia-x", "1", ()),
+        "app-lib": D("app-lib", "1.0", ("torch", "opencv-python", "uvicorn[standard]")),
+        "uvicorn": D("uvicorn", "0.1", ('h11', 'watch; extra == "standard"', 'never; extra == "other"')),
+        "h11": D("h11", "0.9", ()), "watch": D("watch", "2", ()),
+        "opencv-python-headless": D("opencv-python-headless", "5.0", ()),
+        "pytest": D("pytest", "9", ()), "pysodmetrics": D("pysodmetrics", "1.6", ("numpy<2",)),
+        "pip": D("pip", "23", ()),
+    }
+    roots = {"runtime": ["app-lib", "opencv-python-headless"], "ray": [], "dev": ["pytest", "pysodmetrics"],
+             "installer": ["pip"]}
+    got = pins.groups(env, roots)
+    assert got["runtime"] == {"app-lib": "1.0", "torch": "2.0", "filelock": "3.0", "opencv-python": "5.0",
+                              "opencv-python-headless": "5.0", "uvicorn": "0.1", "h11": "0.9", "watch": "2"}
+    assert got["cuda"] == {"nvidia-x": "1"} and got["dev"] == {"pytest": "9", "pysodmetrics": "1.6"}
+    assert got["installer"] == {"pip": "23"}
+    with pytest.raises(pins.PinError, match="stray==0.1"):
+        pins.groups({**env, "stray": D("stray", "0.1", ())}, roots)
+    with pytest.raises(pins.PinError, match="h11 .needed by uvicorn. is not installed"):
+        pins.groups({k: v for k, v in env.items() if k != "h11"}, roots)
 
 
 def test_a_cpu_space_gets_the_cpu_only_torch():
@@ -130,7 +200,7 @@ def test_a_space_serves_its_page_first_then_prefetches(tmp_path):
     import hashlib
     import time
 
-    from studio.ui.serve import running_app
+    from studio.launch import running_app
     from studio.weights import mirror
 
     release = "https://github.com/example/models/releases/download/v1"
