@@ -78,10 +78,11 @@ def test_onnx_backend_agrees_with_rembg_session(isnet_weights, photo):
 
 
 @pytest.mark.slow
-@pytest.mark.shared
-def test_parity_with_rembg_published_output(isnet_weights, shared, tmp_path):
-    fixture = shared / "peer/rembg/fixtures/anime-girl-1.jpg"
-    reference = load_mask(shared / "peer/rembg/results/anime-girl-1.isnet-general-use.png")
+def test_parity_with_rembg_published_output(isnet_weights, tmp_path):
+    from tests.conftest import TEST_DATA  # rembg's own test image and result (tests/data/rembg)
+
+    fixture = TEST_DATA / "rembg/fixtures/anime-girl-1.jpg"
+    reference = load_mask(TEST_DATA / "rembg/results/anime-girl-1.isnet-general-use.png")
     out = tmp_path / "a.png"
     assert cli(["predict", "-m", "isnet-general-use", "-o", str(out), str(fixture)]) == 0
     alpha = load_mask(out)

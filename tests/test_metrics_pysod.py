@@ -1,5 +1,6 @@
-"""Agreement with PySODMetrics: its published values on its own test pairs (../shared), and
-a property-based cross-check against the installed package on generated pairs."""
+"""Agreement with PySODMetrics: its published values on its own test pairs (vendored in
+tests/data/pysodmetrics), and a property-based cross-check against the installed package on
+generated pairs."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from studio.imageio import load_mask
 from studio.metrics import aggregate, score_image
+from tests.conftest import TEST_DATA
 
 # version_performance.json key -> studio metric. sample_bi* are PySODMetrics' per-image
 # binary metrics (prediction > 0.5), which is what `iou` and `dice` are.
@@ -31,12 +33,11 @@ def _version(key: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", key))
 
 
-@pytest.mark.shared
-def test_reproduces_peer_version_performance(shared):
+def test_reproduces_peer_version_performance():
     """For each metric we implement, the newest version of version_performance.json that
     lists it (the newest keys, v1_5_x and v1_6_0, list only size-invariant variants, HCE and
     the context measure, none of which the studio computes), on its three pairs, to 1e-6."""
-    root = shared / "peer" / "pysodmetrics"
+    root = TEST_DATA / "pysodmetrics"
     perf = json.loads((root / "version_performance.json").read_text())
     preds = sorted((root / "test_data" / "preds").glob("*.png"))
     assert len(preds) == 3
@@ -58,7 +59,7 @@ def test_reproduces_peer_version_performance(shared):
 
 try:
     import py_sod_metrics as psm
-except ImportError:  # the cross-check needs the package; the shared test above does not
+except ImportError:  # the cross-check needs the package; the published-values test above does not
     psm = None
 needs_pysod = pytest.mark.skipif(psm is None, reason="PySODMetrics (py_sod_metrics) is not "
                                  "installed; install it with --no-deps")

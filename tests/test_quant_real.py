@@ -1,7 +1,7 @@
 """The quantization lab on the real models (slow): IS-Net ONNX Runtime builds, the shipped
-int8-static recipe (calibrates on ../shared/datasets/sod-dev), InSPyReNet torch builds and
-its ONNX export on an untrained checkpoint (latency only), and the GPU builds (skipped
-without CUDA)."""
+int8-static recipe (built from its committed ranges, so no ../shared; its agreement measured on
+the embedded sample), InSPyReNet torch builds and its ONNX export on an untrained checkpoint
+(latency only), and the GPU builds (skipped without CUDA)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from studio.quant import builds, makers
 from studio.zoo import load_zoo
 
 pytestmark = pytest.mark.slow
+# The agreement budget a shipped build keeps with fp32 (the issues' pooled agreement >= 0.98)
+AGREE_POOLED, AGREE_MEDIAN = 0.98, 0.98
 
 
 def optimized_ops(path: str) -> collections.Counter:
@@ -53,12 +55,13 @@ def test_isnet_int8_dynamic_build_is_deterministic_and_runs(isnet_weights, tmp_p
     assert m.alpha.shape == image.shape[:2]
 
 
-@pytest.mark.shared
 def test_shipped_int8_static_recipe_builds_keeps_its_float_nodes_and_agrees(isnet_weights):
-    if not (settings.shared_dir() / "datasets" / "sod-dev").is_dir():
-        pytest.skip("needs ../shared/datasets/sod-dev (the recipe's calibration images)")
+    from studio.quant.agreement import agreement_with_source
+
     v = load_zoo().get("isnet-general-use-int8-static")
-    rec = builds.build(v, progress=False, threads=2)
+    # Built from the committed ranges: the sod-dev images it calibrated on are not needed (and its
+    # own check, on held-out sod-dev, is skipped where they are absent; measured below instead).
+    rec = builds.build(v, progress=False, threads=2, check=False)
     recipe = builds.recipe_of(v)
     kept = recipe.params["quantize"]["nodes_in_float"]
     assert kept, "the shipped recipe keeps its fragile nodes in float"
@@ -69,11 +72,15 @@ def test_shipped_int8_static_recipe_builds_keeps_its_float_nodes_and_agrees(isne
     ops = optimized_ops(rec.path)
     assert ops["Conv"] + ops.get("FusedConv", 0) >= len(float_convs)
     assert ops["QLinearConv"] > 50
-    a = rec.agreement
-    assert a["n"] == recipe.params["calibration"]["count"]
-    # pooled and median: the mean is swung by images where fp32's own mask is tiny (see eval/quant)
-    assert a["iou_pooled"] >= 0.98 and a["iou_median"] >= 0.98 and a["mae_mean"] < 0.01
-    assert rec.calibration["dataset"] == "sod-dev" and len(rec.calibration["ids"]) == a["n"]
+    # Agreement with fp32 on photographs the recipe never saw: the embedded sample (every machine
+    # has it). Pooled and median: the mean is swung by images where fp32's own mask is tiny.
+    src = weights.require(load_zoo().get("isnet-general-use"))
+    a = agreement_with_source(load_zoo().get("isnet-general-use"), Path(src.path), v, Path(rec.path),
+                              {"dataset": "embedded", "part": "all", "count": 16, "seed": 0},
+                              threads=2, progress=False)
+    assert a["n"] == 16
+    assert a["iou_pooled"] >= AGREE_POOLED and a["iou_median"] >= AGREE_MEDIAN and a["mae_mean"] < 0.01
+    assert rec.calibration["dataset"] == "sod-dev" and len(rec.calibration["ids"]) == recipe.params["calibration"]["count"]
 
 
 @pytest.fixture(scope="module")
