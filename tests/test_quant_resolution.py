@@ -3,6 +3,7 @@ anywhere) and the ONNX Runtime settings a variant carries, on tiny synthetic mod
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -16,10 +17,10 @@ from studio import engine, settings
 from studio.errors import ModelError
 from studio.pool import RunnerPool
 from studio.quant import builds
-from studio.quant.recipe import Recipe, RecipeError, resize_target
 from studio.quant.resize import ResizeInputError, check_resized, resize_model, rewrite_input_size
+from studio.recipe import Recipe, RecipeError, resize_target
 from studio.weights import store
-from studio.zoo import load_zoo
+from studio.zoo import OrtOptions, load_zoo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -247,8 +248,7 @@ def test_the_key_hashes_the_ranges_not_the_path(lab, tmp_path):
     moved.parent.mkdir()
     text = path.read_text()
     moved.write_text(text)
-    recipe = {**v.recipe, "calibration": {**v.recipe["calibration"], "ranges": str(moved)}}
-    same = v.__class__(**{**vars(v), "recipe": recipe})
+    same = dataclasses.replace(v, recipe=v.recipe.with_params(**{"calibration.ranges": str(moved)}))
     assert builds.key_for(same) == key  # another path, same ranges: same build
     # provenance fields are not the ranges: editing the licence line changes nothing
     moved.write_text(text.replace('"licence": "', '"licence": "(edited) '))
@@ -278,7 +278,7 @@ def test_a_hand_edited_or_mismatched_ranges_file_is_refused(lab):
     with pytest.raises(RangesError, match="edited by hand"):
         builds.build(v, progress=False, check=False)
     path.write_text(good)
-    other = v.__class__(**{**vars(v), "recipe": {**v.recipe, "calibration": {**v.recipe["calibration"], "method": "minmax"}}})
+    other = dataclasses.replace(v, recipe=v.recipe.with_params(**{"calibration.method": "minmax"}))
     with pytest.raises(RangesError, match="minmax"):
         builds.build(other, progress=False, check=False)
 
@@ -347,7 +347,7 @@ def test_ort_options_are_read_from_the_variant_and_checked(tmp_path, monkeypatch
     import onnxruntime as ort
 
     from studio.backends import onnx as ob
-    from studio.zoo import Variant
+    from studio.zoo import Variant, ZooError
 
     v = Variant(id="x", family="t", backend="onnx", options={"ort": {"allow_spinning": False, "cpu_mem_arena": False,
                                                                      "graph_optimization": "extended",
@@ -356,10 +356,11 @@ def test_ort_options_are_read_from_the_variant_and_checked(tmp_path, monkeypatch
     assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     assert not opts.enable_cpu_mem_arena and opts.intra_op_num_threads == 2
     assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    with pytest.raises(ModelError, match="unknown options.ort"):
-        ob.ort_options(Variant(id="y", family="t", backend="onnx", options={"ort": {"spin": True}}))
-    with pytest.raises(ModelError, match="graph_optimization"):
-        ob.ort_options(Variant(id="z", family="t", backend="onnx", options={"ort": {"graph_optimization": "max"}}))
+    # checked once, when the variant is made (the zoo is read), naming the variant and the key
+    with pytest.raises(ZooError, match="variant y: options.ort: unknown key 'spin'"):
+        Variant(id="y", family="t", backend="onnx", options={"ort": {"spin": True}})
+    with pytest.raises(ZooError, match="variant z: options.ort.graph_optimization"):
+        Variant(id="z", family="t", backend="onnx", options={"ort": {"graph_optimization": "max"}})
     # defaults stay ONNX Runtime's
     plain = ob.session_options(0, None)
     assert plain.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL and plain.enable_cpu_mem_arena
@@ -373,7 +374,7 @@ def test_a_saved_optimised_model_is_made_once_and_reused(tmp_path, monkeypatch):
     onnx.save(traced_unet(), str(path))
     x = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
     want = ob.create_session(str(path), "cpu", 1).run(None, {"input": x})[0]
-    opts = {"optimized_model": True}
+    opts = OrtOptions(optimized_model=True)
     first = ob.create_session(str(path), "cpu", 1, opts)
     saved = ob.optimized_path(str(path), "all")
     assert saved.is_file()
@@ -403,8 +404,8 @@ def test_committed_ranges_build_where_the_calibration_set_is_absent(lab, tmp_pat
     write_ranges(sod, ranges, {**{k: x for k, x in meta.items()
                                   if k not in ("format", "method", "params", "ranges_sha256", "tensors")},
                                "dataset": "sod-dev"})
-    cal = {**v.recipe["calibration"], "dataset": "sod-dev", "ranges": str(sod)}
-    shipped_like = v.__class__(**{**vars(v), "recipe": {**v.recipe, "calibration": cal}})
+    shipped_like = dataclasses.replace(v, recipe=v.recipe.with_params(
+        **{"calibration.dataset": "sod-dev", "calibration.ranges": str(sod)}))
     monkeypatch.setenv("STUDIO_SHARED", str(tmp_path / "no-shared-here"))
     said: list[str] = []
     rec = builds.build(shipped_like, progress=said.append)
@@ -422,4 +423,4 @@ def test_tensorrt_device_is_refused_clearly_where_it_is_missing(tmp_path):
     if "TensorrtExecutionProvider" in ort.get_available_providers():  # pragma: no cover - a GPU machine
         pytest.skip("TensorRT is available here")
     with pytest.raises(ModelError, match="TensorrtExecutionProvider is not available"):
-        ob.create_session(str(path), "tensorrt", 0, {"trt_fp16": True})
+        ob.create_session(str(path), "tensorrt", 0, OrtOptions(trt_fp16=True))

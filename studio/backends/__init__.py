@@ -1,4 +1,7 @@
-"""Backends: one small Runner class per kind, created by name. Heavy imports stay lazy."""
+"""Backends: one small Runner class per kind, created by name. Heavy imports stay lazy.
+
+Which class runs which backend is a row of the zoo's backend table (`studio.zoo.BACKENDS`),
+with the runtime it uses and its options class; adding a backend is adding a row there."""
 
 from __future__ import annotations
 
@@ -10,18 +13,12 @@ import numpy as np
 from studio.backends.base import Runner
 from studio.errors import ModelError, ModelLoadError, StudioError
 from studio.matte import Matte
-from studio.zoo import Variant
-
-RUNNERS = {
-    "onnx": "studio.backends.onnx:OnnxRunner",
-    "rembg": "studio.backends.rembg:RembgRunner",
-    "inspyrenet": "studio.backends.inspyrenet:InSPyReNetRunner",
-    "opencv": "studio.backends.opencv:GrabCutRunner",
-}
+from studio.zoo import BACKENDS, Variant
 
 
 def runner_class(backend: str) -> type[Runner]:
-    module, _, name = RUNNERS[backend].partition(":")
+    """The runner class of a backend, from the zoo's backend table (imported on first use)."""
+    module, _, name = BACKENDS[backend].runner.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
@@ -29,10 +26,7 @@ def create_runner(variant: Variant, weights: Path | None, device: str = "cpu", t
                   weights_sha256: str | None = None) -> Runner:
     """A loaded runner; any failure to load becomes one ModelLoadError line."""
     try:
-        cls = runner_class(variant.backend)
-        if variant.backend == "inspyrenet":
-            return cls(variant, weights, device, threads, weights_sha256=weights_sha256)
-        return cls(variant, weights, device, threads)
+        return runner_class(variant.backend)(variant, weights, device, threads, weights_sha256=weights_sha256)
     except ModelLoadError:
         raise
     except StudioError as exc:

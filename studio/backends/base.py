@@ -14,13 +14,20 @@ from studio.zoo import Variant
 
 
 class Runner(ABC):
-    """A loaded model. `predict` takes RGB uint8 (H, W, 3) and returns a Matte at (H, W)."""
+    """A loaded model. `predict` takes RGB uint8 (H, W, 3) and returns a Matte at (H, W).
 
-    def __init__(self, variant: Variant, weights: Path | None, device: str = "cpu", threads: int = 0):
+    Every runner takes the same arguments, so `create_runner` needs to know none of them:
+    the variant, its artifact (None for GrabCut), the device, the intra-op threads (0: the
+    runtime's default), and the artifact's sha256 where it is known (a runner may key caches
+    by it, as InSPyReNet's TorchScript folder does)."""
+
+    def __init__(self, variant: Variant, weights: Path | None, device: str = "cpu", threads: int = 0,
+                 weights_sha256: str | None = None):
         self.variant = variant
         self.weights = weights
         self.device = device
         self.threads = threads
+        self.weights_sha256 = weights_sha256
 
     @abstractmethod
     def predict(self, image: np.ndarray) -> Matte: ...

@@ -22,6 +22,7 @@ from studio import settings
 from studio.backends.base import Runner, Stopwatch
 from studio.errors import ModelError
 from studio.matte import Matte
+from studio.zoo import TorchOptions
 
 
 def quiet_import_transparent_background():
@@ -66,7 +67,7 @@ def jit_dir_for(weights: Path, sha256: str) -> Path:
 
 class InSPyReNetRunner(Runner):
     def __init__(self, variant, weights, device="cpu", threads=0, weights_sha256: str | None = None):
-        super().__init__(variant, weights, device, threads)
+        super().__init__(variant, weights, device, threads, weights_sha256)
         import torch
 
         quiet_import_transparent_background()
@@ -74,17 +75,17 @@ class InSPyReNetRunner(Runner):
 
         if threads > 0:
             torch.set_num_threads(threads)
-        opts = variant.options
+        opts: TorchOptions = variant.options  # type: ignore[assignment]
         self.half = variant.precision in ("fp16", "bf16")
         if self.half and not device.startswith("cuda"):
             raise ModelError(f"{variant.id}: {variant.precision} InSPyReNet needs a CUDA device, got {device!r}")
-        if self.half and opts.get("jit"):
+        if self.half and opts.jit:
             raise ModelError(f"{variant.id}: {variant.precision} and jit cannot be combined")
-        ckpt = jit_dir_for(weights, weights_sha256) if opts.get("jit") and weights_sha256 else weights
+        ckpt = jit_dir_for(weights, weights_sha256) if opts.jit and weights_sha256 else weights
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Remover warns about dynamic resize in fast mode
-            self.remover = Remover(mode=opts.get("mode", "base"), jit=bool(opts.get("jit")),
-                                   device=device, ckpt=str(ckpt), resize=opts.get("resize", "static"))
+            self.remover = Remover(mode=opts.mode, jit=opts.jit, device=device, ckpt=str(ckpt),
+                                   resize=opts.resize)
         # torch build options (fp16/bf16, dynamic int8 Linear, torch.compile)
         from studio.backends.torch_options import apply_options, torch_dtype
 

@@ -15,17 +15,18 @@ import numpy as np
 from studio.backends.base import Runner, Stopwatch
 from studio.errors import ModelError
 from studio.matte import Matte
+from studio.zoo import GrabCutOptions
 
 
 class GrabCutRunner(Runner):
-    def __init__(self, variant, weights=None, device="cpu", threads=0):
-        super().__init__(variant, weights, device, threads)
+    def __init__(self, variant, weights=None, device="cpu", threads=0, weights_sha256=None):
+        super().__init__(variant, weights, device, threads, weights_sha256)
         if device != "cpu":
             raise ModelError("GrabCut runs on the CPU only")
-        opts = variant.options
-        self.margin = float(opts.get("margin", 0.05))
-        self.iterations = int(opts.get("iterations", 5))
-        self.max_side = int(opts.get("max_side", 512))
+        opts: GrabCutOptions = variant.options  # type: ignore[assignment]
+        self.margin = opts.margin
+        self.iterations = opts.iterations
+        self.max_side = opts.max_side
 
     def predict(self, image: np.ndarray) -> Matte:
         sw = Stopwatch()

@@ -32,8 +32,8 @@ class RembgRunner(Runner):
     """rembg's `session.predict` does resize, inference and post-processing in one call, so
     its whole time is reported as inference."""
 
-    def __init__(self, variant, weights, device="cpu", threads=0):
-        super().__init__(variant, weights, device, threads)
+    def __init__(self, variant, weights, device="cpu", threads=0, weights_sha256=None):
+        super().__init__(variant, weights, device, threads, weights_sha256)
         from rembg import new_session
 
         name = variant.rembg_session

@@ -15,10 +15,9 @@ import warnings
 from typing import Any
 
 from studio.errors import ModelError
-from studio.zoo import Variant
+from studio.zoo import TorchOptions, Variant
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-COMPILE_MODES = (True, False, None, "default", "reduce-overhead", "max-autotune")
 
 
 def torch_dtype(variant: Variant):
@@ -29,16 +28,13 @@ def torch_dtype(variant: Variant):
 
 
 def check_options(variant: Variant) -> None:
-    """Refuse option combinations that cannot run, with the reason."""
-    opts = variant.options
+    """Refuse option combinations that cannot run, with the reason (each value alone was
+    checked when the zoo was read)."""
+    opts: TorchOptions = variant.options  # type: ignore[assignment]
     half = variant.precision in ("fp16", "bf16")
-    if opts.get("quantize_linear") not in (None, "int8"):
-        raise ModelError(f"{variant.id}: quantize_linear must be int8 or absent")
-    if opts.get("compile") not in COMPILE_MODES:
-        raise ModelError(f"{variant.id}: compile must be true/false or a torch.compile mode")
-    if half and opts.get("quantize_linear"):
+    if half and opts.quantize_linear:
         raise ModelError(f"{variant.id}: dynamic int8 Linear runs on CPU in fp32, not with {variant.precision}")
-    if opts.get("jit") and (half or opts.get("quantize_linear") or opts.get("compile")):
+    if opts.jit and (half or opts.quantize_linear or opts.compile):
         raise ModelError(f"{variant.id}: jit (TorchScript) cannot be combined with other torch build options")
 
 
@@ -46,7 +42,7 @@ def check_device(variant: Variant, device: str) -> None:
     cuda = device.startswith("cuda")
     if variant.precision in ("fp16", "bf16") and not cuda:
         raise ModelError(f"{variant.id}: {variant.precision} InSPyReNet needs a CUDA device, got {device!r}")
-    if variant.options.get("quantize_linear") and cuda:
+    if variant.options.quantize_linear and cuda:  # type: ignore[attr-defined]
         raise ModelError(f"{variant.id}: dynamic int8 Linear is a CPU build; run it with device cpu")
 
 
@@ -56,16 +52,16 @@ def apply_options(model: Any, variant: Variant, device: str) -> Any:
 
     check_options(variant)
     check_device(variant, device)
-    opts = variant.options
+    opts: TorchOptions = variant.options  # type: ignore[assignment]
     if variant.precision in ("fp16", "bf16"):
         model = model.to(torch_dtype(variant))
-    if opts.get("quantize_linear") == "int8":
+    if opts.quantize_linear == "int8":
         from torch.ao.quantization import quantize_dynamic
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch marks its eager quantization as deprecated
             model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    mode = opts.get("compile")
+    mode = opts.compile
     if mode:
         model = torch.compile(model, mode=None if mode is True or mode == "default" else mode)
     return model

@@ -165,7 +165,7 @@ def print_list(derived, as_json: bool) -> int:
 
 def run_recipe(args) -> int:
     from studio.quant import builds
-    from studio.quant.recipe import load_recipe_file
+    from studio.recipe import load_recipe_file
 
     if not args.source:
         raise StudioError("--recipe needs --from SOURCE (the variant it is built from)")
@@ -179,8 +179,8 @@ def run_recipe(args) -> int:
 
 
 def run_search(args) -> int:
-    from studio.quant.recipe import Recipe, load_recipe_file
     from studio.quant.search import default_base, search
+    from studio.recipe import Recipe, load_recipe_file
 
     source = args.search or args.source
     if not source:

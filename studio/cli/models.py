@@ -1,6 +1,7 @@
 """`studio models`: the zoo as a table, with what is installed here.
 
-The default table fits 120 columns: licences are shortened to their name, how to get a
+The default table fits 120 columns (the runtime, what runs each model, follows the precision:
+ort for ONNX Runtime, ov for OpenVINO, torch, opencv): licences are shortened to their name, how to get a
 missing variant is a short word explained under the table, and notes are cut to the room
 left. `--wide` shows every column in full; `--json` gives the rows as data.
 """
@@ -14,9 +15,12 @@ from studio.terminal import format_table
 
 WIDTH = 120
 MIN_NOTES = 12  # narrower than this, the notes column is left out
-WIDE_HEADERS = ["id", "family", "backend", "precision", "input", "size", "license", "installed",
+WIDE_HEADERS = ["id", "family", "backend", "runtime", "precision", "input", "size", "license", "installed",
                 "where / notes"]
-HEADERS = ["id", "precision", "input", "size", "license", "installed", "notes"]
+HEADERS = ["id", "precision/runtime", "input", "size", "license", "installed", "notes"]
+# the narrow table's short runtime names (the wide table and --json spell them out)
+RUNTIME_SHORT = {"onnxruntime": "ort", "openvino": "ov"}
+RUNTIME_NAMES = {"ort": "ONNX Runtime", "ov": "OpenVINO"}
 
 
 def register(sub) -> None:
@@ -57,13 +61,14 @@ def wide_table(rows: list[dict]) -> str:
     table = []
     for r in rows:
         where = r["where"] if r["installed"] else f"not installed: {r['where']}"
-        table.append([r["id"], r["family"], r["backend"], r["precision"], r["input"], size_label(r),
+        table.append([r["id"], r["family"], r["backend"], r["runtime"], r["precision"], r["input"], size_label(r),
                       r["license"], "yes" if r["installed"] else "no", f"{where}  {r['notes']}".strip()])
     return format_table(WIDE_HEADERS, table, max_width=10_000)
 
 
 def narrow_table(rows: list[dict], width: int = WIDTH) -> str:
-    fixed = [[r["id"], r["precision"], r["input"], size_label(r), short_licence(r["license"]), status(r)]
+    fixed = [[r["id"], f"{r['precision']} {RUNTIME_SHORT.get(r['runtime'], r['runtime'])}", r["input"],
+              size_label(r), short_licence(r["license"]), status(r)]
              for r in rows]
     widths = [max([len(h), *(len(c[i]) for c in fixed)]) for i, h in enumerate(HEADERS[:-1])]
     room = width - sum(widths) - 2 * len(widths)  # two spaces before each following column
@@ -77,6 +82,10 @@ def narrow_table(rows: list[dict], width: int = WIDTH) -> str:
         table.append(cells)
     out = format_table(HEADERS if notes_fit else HEADERS[:-1], table, max_width=10_000)
     legend = []
+    shown = sorted({RUNTIME_SHORT[r["runtime"]] for r in rows if r["runtime"] in RUNTIME_SHORT})
+    if shown:
+        legend.append("; ".join(f"{s:<9} = {RUNTIME_NAMES[s]}" if i == 0 else f"{s} = {RUNTIME_NAMES[s]}"
+                                for i, s in enumerate(shown)))
     missing = [r for r in rows if not r["installed"]]
     if any(not r["is_build"] for r in missing):
         legend.append("no: pull  = download it: studio weights pull ID")

@@ -1,6 +1,8 @@
 """The builds cache: derived variants built from their source by a recipe.
 
-    models/builds/<variant>/<key16>/model.onnx   the artifact (none for `torch` recipes)
+    models/builds/<variant>/<key16>/model.onnx   the artifact (none for `torch` recipes; an
+                                                 `nncf-int8` build is OpenVINO IR: model.xml
+                                                 and model.bin, hashed as one stream)
     models/builds/<variant>/<key16>/build.json   what was built, from what, how long it took,
                                                  and how well it agrees with its source
     models/builds/calibration/<key16>.json       activation ranges, shared by builds and searches
@@ -27,13 +29,41 @@ from pathlib import Path
 from typing import Any
 
 from studio import labels, settings
-from studio.errors import NotBuilt, StudioError, WeightsNotInstalled
+from studio.errors import NotBuilt, StudioError
 from studio.fileio import atomic_write_json, temp_dir_beside
-from studio.quant.recipe import Recipe, resize_target
+from studio.recipe import Recipe, resize_target
 from studio.zoo import Variant, load_zoo
 
 ARTIFACT = "model.onnx"
 RECORD = "build.json"
+IR_KINDS = ("nncf-int8",)  # recipes whose artifact is OpenVINO IR (model.xml + model.bin)
+
+
+def artifact_name(kind: str) -> str:
+    return "model.xml" if kind in IR_KINDS else ARTIFACT
+
+
+def artifact_files(path: str | Path) -> list[Path]:
+    """The files an artifact is: an IR's .xml with its .bin, else the one file."""
+    p = Path(path)
+    return [p, p.with_suffix(".bin")] if p.suffix == ".xml" else [p]
+
+
+def artifact_size(path: str | Path) -> int:
+    return sum(f.stat().st_size for f in artifact_files(path))
+
+
+def artifact_sha256(path: str | Path) -> str:
+    """sha256 of the artifact's bytes: the file's, or an IR's .xml then .bin as one stream (a
+    changed .bin is a changed model)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in artifact_files(path):
+        with open(f, "rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+    return h.hexdigest()
 
 
 class BuildError(StudioError):
@@ -78,12 +108,9 @@ def is_derived(variant: Variant) -> bool:
 
 
 def recipe_of(variant: Variant) -> Recipe:
-    if not is_derived(variant):
+    if not is_derived(variant) or variant.recipe is None:
         raise BuildError(f"{variant.id} is not a derived variant (it has no derived_from and recipe)")
-    try:
-        return Recipe.from_dict(variant.recipe or {})
-    except StudioError as exc:
-        raise BuildError(f"{variant.id}: {exc}") from None
+    return variant.recipe  # parsed and checked when the zoo was read
 
 
 def source_of(variant: Variant) -> Variant:
@@ -101,6 +128,9 @@ def tool_versions(kind: str) -> dict[str, str]:
         out["onnxruntime"] = version("onnxruntime")
     if kind in ("torch", "onnx-export"):
         out["torch"] = version("torch").split("+")[0]
+    if kind in IR_KINDS:
+        out["openvino"] = version("openvino")
+        out["nncf"] = version("nncf")
     return out
 
 
@@ -125,7 +155,7 @@ def key_for(variant: Variant, recipe: Recipe | None = None, source_sha256: str |
     inputs: dict[str, Any] = {"source": variant.derived_from, "source_sha256": source_sha256,
                               "tools": tool_versions(recipe.kind)}
     if recipe.kind in ("torch", "onnx-export"):  # what the variant itself adds to the recipe
-        inputs["variant"] = {"precision": variant.precision, "options": variant.options,
+        inputs["variant"] = {"precision": variant.precision, "options": variant.options.to_dict(),
                              "input_size": list(variant.input_size) if isinstance(variant.input_size, tuple)
                              else variant.input_size}
     if recipe.kind == "resize-input":
@@ -134,6 +164,13 @@ def key_for(variant: Variant, recipe: Recipe | None = None, source_sha256: str |
         from studio.quant.ranges import file_sha256
 
         inputs["ranges_sha256"] = file_sha256(recipe.ranges_path)
+    if recipe.kind in IR_KINDS:  # what the build reads besides the recipe
+        inputs["input_size"] = list(variant.input_size) if isinstance(variant.input_size, tuple) else None
+        inputs["preprocess"] = variant.preprocess.to_dict()
+        if recipe.params["calibration"]["dataset"] == "embedded":  # its pixels, without drawing them
+            from studio.data.embedded import GENERATOR_VERSION
+
+            inputs["embedded_generator"] = GENERATOR_VERSION
     return recipe.digest(inputs)
 
 
@@ -150,8 +187,8 @@ def read_record(folder: Path) -> BuildRecord | None:
     except (ValueError, TypeError):
         return None
     if rec.kind != "torch":
-        art = folder / ARTIFACT
-        if not art.is_file() or art.stat().st_size != rec.size:
+        art = folder / artifact_name(rec.kind)
+        if not all(f.is_file() for f in artifact_files(art)) or artifact_size(art) != rec.size:
             return None
         rec.path = str(art)  # the cache may have moved (STUDIO_CACHE)
     return rec
@@ -186,15 +223,19 @@ def installed(variant: Variant) -> BuildRecord | None:
 
 def verify(variant: Variant) -> BuildRecord:
     """Re-hash a build's artifact against its record."""
-    from studio.weights.store import hash_file
+    from studio.weights.store import check_sha256
 
     rec = installed(variant)
     if rec is None:
         raise NotBuilt(f"{variant.id}: not built. Build it with: {build_command(variant)}")
-    actual = hash_file(rec.path, ("sha256",))["sha256"]
-    if actual != rec.sha256:
-        raise WeightsNotInstalled(f"{variant.id}: build is corrupt (sha256 {actual[:12]}… but it was "
-                                  f"built as {rec.sha256[:12]}…); rebuild with: studio build {variant.id} --force")
+    if rec.path.endswith(".xml"):  # OpenVINO IR: the .xml and .bin as one stream
+        if artifact_sha256(rec.path) != rec.sha256:
+            from studio.errors import WeightsNotInstalled
+
+            raise WeightsNotInstalled(f"{variant.id}: the build is corrupt (its IR's sha256 changed); "
+                                      f"rebuild with: studio build {variant.id} --force")
+        return rec
+    check_sha256(rec.path, rec.sha256, f"{variant.id}: the build", f"rebuild with: studio build {variant.id} --force")
     return rec
 
 
@@ -253,6 +294,10 @@ def build(variant: Variant | str, force: bool = False, progress: bool | Progress
         from studio.quant.ranges import calibration_fingerprint
 
         calib_fp = calibration_fingerprint(recipe)
+    elif recipe.kind in IR_KINDS:
+        from studio.quant.images import ImageSet
+
+        calib_fp = ImageSet.from_dict(recipe.params["calibration"]).fingerprint()
     existing = read_record(folder)
     if existing is not None and not force:
         if calib_fp is None or (existing.calibration or {}).get("content_sha256") == calib_fp["content_sha256"]:
@@ -268,16 +313,15 @@ def build(variant: Variant | str, force: bool = False, progress: bool | Progress
     tmp = temp_dir_beside(folder, prefix=f".{key[:16]}.")
     try:
         t0 = time.perf_counter()
-        made = makers.make(v, recipe, Path(src_rec.path), tmp / ARTIFACT, progress=progress, threads=threads)
+        name = artifact_name(recipe.kind)
+        made = makers.make(v, recipe, Path(src_rec.path), tmp / name, progress=progress, threads=threads)
         seconds = time.perf_counter() - t0
         if recipe.kind == "torch":
             size, sha, path = src_rec.size, src_rec.sha256, src_rec.path
         else:
-            from studio.weights.store import hash_file
-
-            art = tmp / ARTIFACT
+            art = tmp / name
             _must_load(v, art)
-            size, sha, path = art.stat().st_size, hash_file(art, ("sha256",))["sha256"], str(folder / ARTIFACT)
+            size, sha, path = artifact_size(art), artifact_sha256(art), str(folder / name)
         rec = BuildRecord(
             variant=v.id, kind=recipe.kind, key=key, path=path, size=size, sha256=sha,
             source={"variant": v.derived_from, "sha256": src_rec.sha256, "path": src_rec.path},
@@ -326,7 +370,7 @@ def write_ranges(variant: Variant | str, out: str | Path | None = None, progress
         "variant": v.id,
         "source": {"variant": v.derived_from, "sha256": src_rec.sha256},
         "measured_on": {"prepared_sha256": hash_file(prepared, ("sha256",))["sha256"],
-                        "input_size": list(v.input_size), "preprocess": v.preprocess,
+                        "input_size": list(v.input_size), "preprocess": v.preprocess.to_dict(),
                         "outputs": recipe.params["outputs"], "num_bins": int(cal["num_bins"]),
                         "tools": {"onnx": version("onnx"), "onnxruntime": version("onnxruntime")}},
         "regenerate": f"studio build --write-ranges {v.id}",
@@ -337,7 +381,15 @@ def write_ranges(variant: Variant | str, out: str | Path | None = None, progress
 
 
 def _must_load(v: Variant, artifact: Path) -> None:
-    """An artifact ONNX Runtime refuses is never recorded as built."""
+    """An artifact its runtime refuses is never recorded as built."""
+    if artifact.suffix == ".xml":
+        import openvino as ov
+
+        try:
+            ov.Core().read_model(str(artifact))
+        except Exception as exc:
+            raise StudioError(f"{v.id}: the build does not load in OpenVINO: {exc}") from exc
+        return
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -387,12 +439,16 @@ def adhoc_variant(source_id: str, recipe: Recipe, as_id: str) -> Variant:
     """A derived variant for a recipe file that is not in the zoo, shaped like its source."""
     src = load_zoo().get(source_id)
     precision = {"fp16": "fp16", "int8-dynamic": "int8-dynamic", "int8-static": "int8-static",
-                 "fp32-upcast": "fp32"}.get(recipe.kind, src.precision)
+                 "fp32-upcast": "fp32", "nncf-int8": "int8-static"}.get(recipe.kind, src.precision)
     size = src.input_size
     if recipe.kind == "resize-input" and recipe.params.get("input_size"):
         size = tuple(recipe.params["input_size"])
+    if recipe.kind in IR_KINDS:  # OpenVINO IR runs on the openvino backend, with its default options
+        return dataclasses.replace(src, id=as_id, precision=precision, derived_from=src.id, input_size=size,
+                                   recipe=recipe, file=f"{as_id}.xml", backend="openvino", options=None,
+                                   notes=f"ad-hoc build of {source_id}")
     return dataclasses.replace(src, id=as_id, precision=precision, derived_from=src.id, input_size=size,
-                               recipe=recipe.canonical(), file=f"{as_id}.onnx",
+                               recipe=recipe, file=f"{as_id}.onnx",
                                notes=f"ad-hoc build of {source_id}")
 
 

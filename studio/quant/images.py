@@ -23,6 +23,7 @@ import numpy as np
 
 from studio import settings
 from studio.errors import StudioError
+from studio.prepost import Preprocess
 
 SHARED_SETS = {"sod-dev": ("datasets", "sod-dev")}
 # What a ranges file records about where its images came from (../shared/datasets/README.md).
@@ -120,9 +121,9 @@ class ImageSet:
                 "ids": [s.id for s in chosen], "content_sha256": h.hexdigest()}
 
 
-def feeds(samples: list, input_name: str, size: tuple[int, int], cfg: dict) -> Iterator[dict[str, np.ndarray]]:
+def feeds(samples: list, input_name: str, size: tuple[int, int], cfg: Preprocess) -> Iterator[dict[str, np.ndarray]]:
     """Model inputs for the samples, made by the onnx backend's own preprocessing."""
-    from studio.backends.onnx import preprocess
+    from studio.prepost import preprocess
 
     for s in samples:
         yield {input_name: preprocess(s.image(), size, cfg)}

@@ -13,7 +13,7 @@ import onnx
 
 from studio import settings
 from studio.fileio import publish, temp_beside
-from studio.quant.recipe import Recipe
+from studio.recipe import Recipe
 from studio.zoo import Variant
 
 QUANT_TYPES = {"uint8": "QUInt8", "int8": "QInt8"}
@@ -126,7 +126,7 @@ def calibration_stats(variant: Variant, recipe: Recipe, prepared: Path, progress
     fp = images.fingerprint()
     prep_sha = hash_file(prepared, ("sha256",))["sha256"]
     key = hashlib.sha256(json.dumps(
-        {"model": prep_sha, "images": fp["content_sha256"], "preprocess": variant.preprocess,
+        {"model": prep_sha, "images": fp["content_sha256"], "preprocess": variant.preprocess.to_dict(),
          "input_size": list(variant.input_size), "num_bins": int(cal["num_bins"])},
         sort_keys=True).encode()).hexdigest()
     path = calibration_dir() / f"stats-{key[:16]}.npz"
@@ -294,8 +294,8 @@ def committed_ranges(recipe: Recipe, prepared: Path):
 
 def make_resize_input(variant, recipe, source, dest, **_) -> dict:
     """The source at the variant's input size, every traced Resize target following it."""
-    from studio.quant.recipe import RecipeError, resize_target
     from studio.quant.resize import resize_model
+    from studio.recipe import RecipeError, resize_target
 
     w, h = resize_target(variant.input_size, recipe, variant.id)
     if isinstance(variant.input_size, tuple) and list(variant.input_size) != [w, h]:
@@ -305,9 +305,33 @@ def make_resize_input(variant, recipe, source, dest, **_) -> dict:
     return {"notes": report.to_json()}
 
 
+def make_nncf_int8(variant, recipe, source, dest, progress=True, threads=0) -> dict:
+    """NNCF post-training int8 of an ONNX source, as OpenVINO IR (`dest` is the .xml; the .bin
+    is written beside it). Deterministic: the calibration images are generated or fixed, NNCF
+    takes them in order, and statistics are reduced in float32 by OpenVINO on the CPU."""
+    from studio.quant import ovquant
+    from studio.quant.images import ImageSet, feeds
+
+    p = recipe.params
+    images = ImageSet.from_dict(p["calibration"])
+    samples = images.samples()
+    model = ovquant.source_model(source, p["outputs"])
+    matched = ovquant.ignored_nodes(model, p["ignored_scope"])
+    wanted = [*p["ignored_scope"]["names"], *p["ignored_scope"]["patterns"]]
+    if wanted and not matched:
+        from studio.recipe import RecipeError
+
+        raise RecipeError(f"ignored_scope matches no node of {source.name}: {wanted[:5]}")
+    name = model.inputs[0].get_any_name()
+    inputs = [f[name] for f in feeds(samples, name, tuple(variant.input_size), variant.preprocess)]
+    quantized = ovquant.quantize(model, inputs, p, len(inputs))
+    ovquant.save_ir(quantized, dest)
+    return {"calibration": images.fingerprint(samples), "notes": {"ignored_nodes": len(matched)}}
+
+
 def check_nodes(model_path: Path, names: list[str]) -> None:
     """Nodes kept in float must exist: a typo would silently quantize the fragile node."""
-    from studio.quant.recipe import RecipeError
+    from studio.recipe import RecipeError
 
     have = {n.name for n in onnx.load(str(model_path), load_external_data=False).graph.node}
     missing = [n for n in names if n not in have]
@@ -347,4 +371,5 @@ MAKERS = {
     "torch": make_torch,
     "onnx-export": make_onnx_export,
     "resize-input": make_resize_input,
+    "nncf-int8": make_nncf_int8,
 }

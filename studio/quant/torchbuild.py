@@ -40,7 +40,7 @@ def export_onnx(variant: Variant, recipe, source: Path, dest: Path, progress: An
     from studio.zoo import load_zoo
 
     src = load_zoo().get(variant.derived_from or "")
-    mode = src.options.get("mode", "base")
+    mode = src.options.mode
     model, base = load_model(source, mode)
     size = recipe.params.get("input_size") or (list(variant.input_size) if isinstance(variant.input_size, tuple) else base)
     h, w = int(size[1]), int(size[0])

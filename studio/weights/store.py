@@ -85,13 +85,19 @@ def verify(name: str) -> Installed:
     rec = installed(name)
     if rec is None:
         raise WeightsNotInstalled(f"{name} is not installed")
-    actual = hash_file(rec.path, ("sha256",))["sha256"]
-    if actual != rec.sha256:
-        raise WeightsNotInstalled(
-            f"{name} is corrupt: sha256 {actual[:12]}… but it was installed as {rec.sha256[:12]}…; "
-            "pull it again"
-        )
+    check_sha256(rec.path, rec.sha256, name, "pull it again")
     return rec
+
+
+def check_sha256(path: str | os.PathLike, recorded: str, what: str, fix: str) -> None:
+    """Re-hash a file (a weights file or a build) against the sha256 recorded when it was made;
+    WeightsNotInstalled naming `what` and saying how to `fix` it when it changed on disk."""
+    from studio.errors import WeightsNotInstalled
+
+    actual = hash_file(path, ("sha256",))["sha256"]
+    if actual != recorded:
+        raise WeightsNotInstalled(f"{what} is corrupt: sha256 {actual[:12]}… but it was recorded as "
+                                  f"{recorded[:12]}…; {fix}")
 
 
 @contextmanager
