@@ -53,7 +53,7 @@ def app(url: str | None, log: Path | None = None) -> Iterator[Any]:
     if url:
         yield url, None
         return
-    from studio.ui.serve import running_app
+    from studio.launch import running_app
 
     with running_app(env={"STUDIO_PREFETCH": "none"}, log=log, timeout=300) as server:
         yield server.url, server
@@ -66,9 +66,9 @@ def client(url: str):
 
 
 def default_variants() -> list[str]:
-    from studio import inventory
+    from studio.arena.rounds import default_variant_ids
 
-    return [v.id for v in inventory.installed_variants() if not inventory.describe(v).untrained]
+    return default_variant_ids()
 
 
 def spec_of(dataset: str) -> str:
@@ -109,17 +109,17 @@ def write(out: Path | None, result: dict) -> None:
 # --- oracle -----------------------------------------------------------------------------------
 
 def true_ious(spec: str, limit: int, variants: list[str]) -> dict[str, dict[str, float]]:
-    """{variant: {image hash: IoU}} from the prediction cache the app filled (computed here
-    for any pair the arena never showed)."""
+    """{variant: {image hash: IoU}} from the prediction cache the app filled (computed here,
+    through the engine, for any pair the arena never showed)."""
+    from studio import engine
     from studio.arena.images import open_set
-    from studio.ui.arena import cutout_alpha
     from studio.zoo import load_zoo
 
     iset = open_set(spec, limit)
     out: dict[str, dict[str, float]] = {}
     for vid in variants:
         v = load_zoo().get(vid)
-        out[vid] = {h: iou(cutout_alpha(v, s)[0], s.mask()) for h, s in iset.by_hash.items()}
+        out[vid] = {h: iou(engine.cutout(v, s.image(), h)[0], s.mask()) for h, s in iset.by_hash.items()}
     return out
 
 

@@ -110,7 +110,7 @@ def zoo_rows(patterns: list[str] | None = None) -> list[dict]:
         info = describe(v)
         notes = " ".join(x for x in [*(f"[{f}]" for f in info.flags), v.notes] if x)
         rows.append({
-            "id": v.id, "family": v.family, "backend": v.backend, "precision": v.precision,
+            "id": v.id, "family": v.family, "backend": v.backend, "runtime": v.runtime, "precision": v.precision,
             "input": v.input_size_label,
             "size_mb": round(info.size_mb, 1) if info.size_mb else None,
             "license": v.license,

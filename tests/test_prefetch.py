@@ -15,9 +15,8 @@ import pytest
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
-from studio import artifacts, settings
+from studio import artifacts, jobs, settings
 from studio.ui import models as models_h
-from studio.ui import prefetch
 from studio.weights import mirror, store
 from studio.weights.progress import Step
 from studio.zoo import load_zoo
@@ -95,7 +94,7 @@ def test_the_prefetch_set_is_declared(monkeypatch):
         assert wf.sources[0].kind == "url" and "github.com/danielgatis/rembg/releases/" in wf.sources[0].location
 
 
-class RecordingTracker(prefetch.Tracker):
+class RecordingTracker(jobs.Tracker):
     def __init__(self):
         super().__init__()
         self.steps: list[tuple[int, Step]] = []
@@ -107,27 +106,27 @@ class RecordingTracker(prefetch.Tracker):
 
 def test_prefetch_waits_for_the_page_then_fetches_the_set_in_order(space, monkeypatch):
     tracker = RecordingTracker()
-    worker = prefetch.Worker(tracker)
+    worker = jobs.Worker(tracker)
     demo = SimpleNamespace(server_port=None, local_url=None)  # not launched yet
     monkeypatch.setenv("STUDIO_PREFETCH", "blob-b tiny blob-a nonexistent")
-    thread = prefetch.start_after_served(demo, worker=worker, poll=0.02)
+    thread = jobs.start_after_served(demo, worker=worker, poll=0.02)
     time.sleep(0.3)
     assert tracker.snapshot() == [] and thread.is_alive()  # nothing before the page is served
     demo.server_port = int(space.url.rsplit(":", 1)[1])  # "launched": the mirror answers 200 on /
     thread.join(10)
     assert worker.wait_idle(60)
-    jobs = tracker.snapshot()
-    assert [j.variant for j in jobs] == ["blob-b", "tiny", "blob-a", "nonexistent"]
-    assert [j.state for j in jobs] == ["done", "done", "done", "failed"]
-    assert "unknown model variant" in jobs[3].message
-    assert tracker.served_at is not None and all(j.queued_at >= tracker.served_at for j in jobs)
-    started = [j.started_at for j in jobs[:3]]
-    assert started == sorted(started) and jobs[0].finished_at <= jobs[1].started_at  # one at a time
+    ran = tracker.snapshot()
+    assert [j.variant for j in ran] == ["blob-b", "tiny", "blob-a", "nonexistent"]
+    assert [j.state for j in ran] == ["done", "done", "done", "failed"]
+    assert "unknown model variant" in ran[3].message
+    assert tracker.served_at is not None and all(j.queued_at >= tracker.served_at for j in ran)
+    started = [j.started_at for j in ran[:3]]
+    assert started == sorted(started) and ran[0].finished_at <= ran[1].started_at  # one at a time
     # progress: bytes grow to the size, then installed
-    b = [s for jid, s in tracker.steps if jid == jobs[0].id]
+    b = [s for jid, s in tracker.steps if jid == ran[0].id]
     dl = [s.done for s in b if s.action == "download"]
     assert dl == sorted(dl) and dl[-1] == 300_000 and b[-1].action == "installed"
-    assert any(line.startswith("✓ blob-b.bin") for line in jobs[0].log)
+    assert any(line.startswith("✓ blob-b.bin") for line in ran[0].log)
     assert tracker.generation == 4
     # a Space restart finds them installed and skips them
     again = worker.submit(["blob-a"], origin="prefetch")
@@ -135,8 +134,8 @@ def test_prefetch_waits_for_the_page_then_fetches_the_set_in_order(space, monkey
 
 
 def test_fetch_handler_follows_the_worker_with_progress(space):
-    tracker = prefetch.Tracker()
-    worker = prefetch.Worker(tracker)
+    tracker = jobs.Tracker()
+    worker = jobs.Worker(tracker)
     seen = []
     md = models_h.fetch(["blob-a", "tiny"], progress=lambda frac, desc: seen.append((frac, desc)),
                         worker=worker, poll=0.001)
@@ -152,7 +151,7 @@ def test_models_tab_builds_a_declared_build_and_the_pickers_refresh(space):
     v = load_zoo().get("tiny-int8-dynamic")
     assert [vid for _, vid in models_h.buildable()] == ["tiny-int8-dynamic"]
     assert "(fetched first" in models_h.buildable()[0][0]
-    tracker = prefetch.Tracker()
+    tracker = jobs.Tracker()
     messages = []
     md = models_h.build("tiny-int8-dynamic", progress=lambda frac, desc: messages.append(desc), tracker=tracker)
     assert md.startswith("**Built `tiny-int8-dynamic`**") and "sha256" in md
@@ -171,7 +170,7 @@ def test_models_tab_builds_a_declared_build_and_the_pickers_refresh(space):
     out = weights_tick(-1, [], [], None, [], *[[] for _ in groups])
     status, gen, header, zoo, to_fetch, bench, pool, shown, *rest = out
     boxes, to_build = rest[:-1], rest[-1]
-    assert gen == prefetch.TRACKER.generation and "models installed" in header
+    assert gen == jobs.TRACKER.generation and "models installed" in header
     assert "tiny-int8-dynamic" in shown and "tiny" in shown
     assert any("tiny-int8-dynamic" in (b.value or []) for b in boxes)  # a new default joins the picker
     assert "tiny-int8-dynamic" in bench.value and to_build.choices == []
@@ -183,7 +182,7 @@ def test_models_tab_builds_a_declared_build_and_the_pickers_refresh(space):
 def test_a_failed_build_is_shown_and_raised(space, monkeypatch):
     from studio.quant import builds
 
-    tracker = prefetch.Tracker()
+    tracker = jobs.Tracker()
     root_file = space.root / mirror.relative_path(f"{RELEASE}/tiny.onnx")
     root_file.write_bytes(b"not the file")  # the source fails its checksum: the build cannot start
     with pytest.raises(builds.BuildError, match="could not be fetched"):
@@ -193,7 +192,7 @@ def test_a_failed_build_is_shown_and_raised(space, monkeypatch):
 
 
 def test_status_panel_shows_bytes_failures_and_escapes():
-    t = prefetch.Tracker()
+    t = jobs.Tracker()
     a = t.add("fetch", "isnet-general-use", "prefetch")
     b = t.add("fetch", "u2netp", "prefetch")
     t.start(b)
@@ -228,7 +227,7 @@ def test_pages_share_one_refresh_per_generation(space, monkeypatch):
     monkeypatch.setattr(variants, "choices", lambda: calls.append(1) or real())
     for _ in range(3):  # three pages load
         out = weights_tick(-1, [], [], None, [], *[[] for _ in groups])
-    assert len(calls) == 1 and out[1] == prefetch.TRACKER.generation
+    assert len(calls) == 1 and out[1] == jobs.TRACKER.generation
     assert weights_tick(out[1], [], [], None, [], *[[] for _ in groups])[2:] == tuple(
         weights_tick(out[1], [], [], None, [], *[[] for _ in groups])[2:])  # idle: all skips
     assert len(calls) == 1

@@ -14,15 +14,22 @@ Tables (schema version in `PRAGMA user_version`; `MIGRATIONS` takes any older fi
 - `votes`: vote_id (the round id for votes cast in the app), image_hash (sha256 of the image
   file; of the pixels for the embedded sample), variant_a (shown left as "A"), variant_b
   (shown right as "B"), choice (a | b | tie | both_bad), created_at (unix seconds), voter_id
-  (an anonymous id the browser keeps), and since v2 image_name and background.
+  (an anonymous id the browser keeps), since v2 image_name and background, and since v3
+  imported (1 for a vote read from a CSV: cast elsewhere, so this server cannot vouch for it).
 - `rounds`: what the server showed (round id -> image and the two variants, sides included), so
   a vote names only its round id and a client never learns the variants before voting.
+
+Every vote is checked before it is stored (`Vote.check`): a known choice, bounded ids
+(`settings.ARENA_MAX_*`), an image hash that is a sha256, so what is stored exports and
+re-imports.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import math
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -33,13 +40,37 @@ from studio import settings
 from studio.errors import StudioError
 
 CHOICES = ("a", "b", "tie", "both_bad")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for the lock before giving up
 PENDING_S = 300.0  # a round shown this recently and not yet voted counts as a vote in flight
 
 
 class ArenaDBError(StudioError):
     """A vote or a database the arena cannot use; the message says why."""
+
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def check_text(what: str, value: object, limit: int, *, required: bool = True, printable: bool = True,
+               error: type[StudioError] = ArenaDBError) -> str | None:
+    """`value` as stripped text, or `error` with a plain reason: not text, empty (when
+    `required`), longer than `limit` characters, or (`printable`) holding control characters.
+    Empty and not required gives None."""
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise error(f"{what}: expected text, got {type(value).__name__}")
+    text = value.strip()
+    if len(text) > limit:
+        raise error(f"{what}: {len(text):,} characters, at most {limit} allowed")
+    if not text:
+        if required:
+            raise error(f"{what}: missing")
+        return None
+    if printable and not text.isprintable():
+        raise error(f"{what}: control or invisible characters are not allowed")
+    return text
 
 
 @dataclass(frozen=True)
@@ -53,14 +84,25 @@ class Vote:
     voter_id: str
     image_name: str | None = None  # v2
     background: str | None = None  # v2
+    imported: bool = False  # v3: read from a CSV, not cast on this server
 
     def check(self) -> Vote:
         if self.choice not in CHOICES:
-            raise ArenaDBError(f"choice {self.choice!r} is not one of {', '.join(CHOICES)}")
+            raise ArenaDBError(f"choice {str(self.choice)[:20]!r} is not one of {', '.join(CHOICES)}")
         if not (self.vote_id and self.image_hash and self.variant_a and self.variant_b):
             raise ArenaDBError("a vote needs a vote id, an image hash and two variant ids")
+        check_text("vote id", self.vote_id, settings.ARENA_MAX_ID)
+        check_text("variant A", self.variant_a, settings.ARENA_MAX_ID)
+        check_text("variant B", self.variant_b, settings.ARENA_MAX_ID)
+        check_text("voter id", self.voter_id, settings.ARENA_MAX_VOTER_ID)
+        check_text("image name", self.image_name, settings.ARENA_MAX_NAME, required=False, printable=False)
+        check_text("background", self.background, settings.ARENA_MAX_NAME, required=False)
         if self.variant_a == self.variant_b:
             raise ArenaDBError(f"a vote compares two different variants, got {self.variant_a} twice")
+        if not SHA256_HEX.fullmatch(str(self.image_hash)):
+            raise ArenaDBError(f"image hash {str(self.image_hash)[:20]!r}…: not a sha256 (64 hex digits)")
+        if not math.isfinite(self.created_at):
+            raise ArenaDBError(f"created_at {self.created_at!r} is not a time")
         return self
 
 
@@ -118,8 +160,14 @@ def _v2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE rounds ADD COLUMN background TEXT")
 
 
+def _v3(conn: sqlite3.Connection) -> None:
+    # v3 tells votes cast here from votes read from a CSV, and finds a voter's open rounds fast
+    conn.execute("ALTER TABLE votes ADD COLUMN imported INTEGER NOT NULL DEFAULT 0")
+    conn.execute("CREATE INDEX rounds_voter ON rounds (voter_id, created_at)")
+
+
 # MIGRATIONS[n] takes a database at version n to n + 1. Never edit a step once released: add one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -215,6 +263,25 @@ class ArenaDB:
                 "AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.vote_id = r.round_id)", (cutoff,)).fetchall()
         return [Round(**dict(r)) for r in rows]
 
+    def open_rounds(self, voter_id: str, ttl_s: float, now: float | None = None) -> list[Round]:
+        """The voter's rounds not voted on and not expired (drawn in the last `ttl_s` seconds),
+        oldest first."""
+        cutoff = (time.time() if now is None else now) - ttl_s
+        with self.connect() as conn:
+            rows = conn.execute(
+                f"SELECT {', '.join('r.' + f for f in ROUND_FIELDS)} FROM rounds r WHERE r.voter_id = ? "
+                "AND r.created_at > ? AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.vote_id = r.round_id) "
+                "ORDER BY r.created_at", (voter_id, cutoff)).fetchall()
+        return [Round(**dict(r)) for r in rows]
+
+    def purge_rounds(self, older_than: float) -> int:
+        """Delete rounds drawn before `older_than` (unix seconds) that were never voted on: they
+        can no longer be voted on, and a client drawing rounds must not grow the file forever."""
+        with self.connect() as conn:
+            cur = conn.execute("DELETE FROM rounds WHERE created_at < ? AND NOT EXISTS "
+                               "(SELECT 1 FROM votes v WHERE v.vote_id = rounds.round_id)", (older_than,))
+            return int(cur.rowcount)
+
     # --- votes
     def record_vote(self, vote: Vote) -> tuple[Vote, bool]:
         """Store a vote and commit. Returns (the stored vote, whether this call inserted it):
@@ -233,13 +300,13 @@ class ArenaDB:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        return Vote(**dict(row)), inserted
+        return _vote(row), inserted
 
     def get_vote(self, vote_id: str) -> Vote | None:
         with self.connect() as conn:
             row = conn.execute(f"SELECT {', '.join(VOTE_FIELDS)} FROM votes WHERE vote_id = ?",
                                (vote_id,)).fetchone()
-        return Vote(**dict(row)) if row else None
+        return _vote(row) if row else None
 
     def votes(self, variant_ids: Iterable[str] | None = None,
               image_hashes: Iterable[str] | None = None) -> list[Vote]:
@@ -247,7 +314,7 @@ class ArenaDB:
         `image_hashes`, only votes on those images."""
         with self.connect() as conn:
             rows = conn.execute(f"SELECT {', '.join(VOTE_FIELDS)} FROM votes ORDER BY id").fetchall()
-        out = [Vote(**dict(r)) for r in rows]
+        out = [_vote(r) for r in rows]
         if variant_ids is not None:
             keep = set(variant_ids)
             out = [v for v in out if v.variant_a in keep and v.variant_b in keep]
@@ -256,9 +323,11 @@ class ArenaDB:
             out = [v for v in out if v.image_hash in imgs]
         return out
 
-    def count(self) -> int:
+    def count(self, imported: bool | None = None) -> int:
+        """Votes stored (`imported`: only those read from a CSV, or only those cast here)."""
+        where = "" if imported is None else f" WHERE imported = {int(bool(imported))}"
         with self.connect() as conn:
-            return int(conn.execute("SELECT COUNT(*) FROM votes").fetchone()[0])
+            return int(conn.execute(f"SELECT COUNT(*) FROM votes{where}").fetchone()[0])
 
     # --- CSV
     def export_csv(self, path: str | Path) -> int:
@@ -271,31 +340,45 @@ class ArenaDB:
             w.writeheader()
             for v in votes:
                 row = asdict(v)
+                row["imported"] = int(v.imported)
                 row["created_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(v.created_at))
                 w.writerow(row)
         return len(votes)
 
-    def import_csv(self, path: str | Path) -> tuple[int, int]:
+    def import_csv(self, path: str | Path, check: Callable[[Vote], None] | None = None) -> tuple[int, int]:
         """Add the votes of a CSV (as `export_csv` writes; v1 files without image_name or
-        background too). Votes whose vote_id is already here are skipped. One transaction:
-        a bad row stops the import with nothing added. Returns (added, skipped)."""
+        background too), each marked imported. Every row is checked (`Vote.check`, then `check`,
+        e.g. that its variants are in the zoo); votes whose vote_id is already here are skipped.
+        One transaction: a bad row stops the import with nothing added. Returns (added, skipped)."""
         required = {"vote_id", "image_hash", "variant_a", "variant_b", "choice", "created_at", "voter_id"}
+        name = Path(path).name
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            missing = required - set(reader.fieldnames or [])
+            try:
+                header = reader.fieldnames or []
+            except csv.Error as exc:
+                raise ArenaDBError(f"{name}: not a readable CSV ({exc})") from None
+            missing = required - set(header)
             if missing:
-                raise ArenaDBError(f"{Path(path).name}: not an arena votes CSV (missing columns: "
+                raise ArenaDBError(f"{name}: not an arena votes CSV (missing columns: "
                                    f"{', '.join(sorted(missing))})")
             votes = []
-            for i, row in enumerate(reader, start=2):
-                try:
-                    votes.append(Vote(
-                        vote_id=row["vote_id"], image_hash=row["image_hash"], variant_a=row["variant_a"],
+            try:
+                for row in reader:
+                    if None in row or any(v is None for v in row.values()):
+                        raise ArenaDBError("a row with more or fewer fields than the header")
+                    vote = Vote(
+                        vote_id=row["vote_id"], image_hash=row["image_hash"].strip(), variant_a=row["variant_a"],
                         variant_b=row["variant_b"], choice=row["choice"], created_at=float(row["created_at"]),
                         voter_id=row["voter_id"] or "imported", image_name=row.get("image_name") or None,
-                        background=row.get("background") or None).check())
-                except (ValueError, ArenaDBError) as exc:
-                    raise ArenaDBError(f"{Path(path).name}, line {i}: {exc}") from None
+                        background=row.get("background") or None, imported=True).check()
+                    if check is not None:
+                        check(vote)
+                    votes.append(vote)
+            except csv.Error as exc:  # e.g. a field over the csv module's size limit
+                raise ArenaDBError(f"{name}, line {reader.line_num + 1}: not readable as CSV ({exc})") from None
+            except (ValueError, StudioError) as exc:
+                raise ArenaDBError(f"{name}, line {reader.line_num}: {exc}") from None
         cols = ", ".join(VOTE_FIELDS)
         marks = ", ".join("?" for _ in VOTE_FIELDS)
         added = 0
@@ -315,6 +398,12 @@ class ArenaDB:
 
 def astuple_of(obj: Vote | Round, names: list[str]) -> tuple:
     return tuple(getattr(obj, n) for n in names)
+
+
+def _vote(row: sqlite3.Row) -> Vote:
+    d = dict(row)
+    d["imported"] = bool(d.get("imported"))  # SQLite keeps it as 0 / 1
+    return Vote(**d)
 
 
 def new_vote(vote_id: str, rnd: Round, choice: str, voter_id: str | None = None,

@@ -8,6 +8,11 @@
 | `upload:KEY` | an uploaded zip, extracted under `uploads_dir()/KEY` by the app |
 | `run:PATH` | the images of a past benchmark run (`PATH` = its summary.json or folder) |
 
+`check_spec` is the one resolver of a spec, whoever sends it (the tab's picker, `arena_prepare`,
+`arena_next`, a script): `open_set` goes through it. On a hosted app (`settings.on_spaces()`) it
+refuses the server's folders: a folder path, a name outside the catalogue, or a `run:` outside
+the results folder.
+
 Votes name an image by the sha256 of its content, so the same photo voted through two specs
 counts as one image. Also the backgrounds a cut-out is shown on.
 """
@@ -15,6 +20,7 @@ counts as one image. Also the backgrounds a cut-out is shown on.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -25,12 +31,14 @@ import numpy as np
 
 from studio import settings
 from studio.data import EMBEDDED_NAME, Dataset, DatasetError, Sample, open_dataset, subset
+from studio.data.sources import HOSTED_REFUSAL, folder_or_name
 from studio.errors import StudioError
 
 RUN_PREFIX = "run:"
 UPLOAD_PREFIX = "upload:"
 BACKGROUNDS = ("checkerboard", "white", "black", "photo")
 MEMO_SETS = 8  # opened sets kept per process (their content hashes are the costly part)
+UPLOAD_KEY = re.compile(r"[0-9a-f]{16}")  # what `upload_key` makes: the zip's sha256, cut short
 
 
 class ImageSetError(DatasetError):
@@ -58,6 +66,31 @@ class ImageSet:
 
 def uploads_dir() -> Path:
     return settings.results_dir() / "arena" / "uploads"
+
+
+def check_spec(spec: str | None) -> str:
+    """The canonical form of a set spec, or ImageSetError: too long, a malformed upload key, or
+    (on a hosted app) anything that reads the server's folders. A local folder comes back as
+    its absolute path, so two spellings of one folder are one spec."""
+    text = (spec or "").strip()
+    if len(text) > settings.ARENA_MAX_SPEC:
+        raise ImageSetError(f"image set: {len(text):,} characters, at most {settings.ARENA_MAX_SPEC} allowed")
+    if not text or text.lower() == EMBEDDED_NAME:
+        return EMBEDDED_NAME
+    if text.startswith(UPLOAD_PREFIX):
+        key = text[len(UPLOAD_PREFIX):]
+        if not UPLOAD_KEY.fullmatch(key):
+            raise ImageSetError(f"no uploaded image set {key[:40]!r}: upload the zip again")
+        return text
+    if text.startswith(RUN_PREFIX):
+        path = Path(text[len(RUN_PREFIX):]).expanduser().resolve()
+        if settings.on_spaces() and not path.is_relative_to(settings.results_dir().resolve()):
+            raise ImageSetError(f"a past run must be one of this app's runs; {HOSTED_REFUSAL}")
+        return RUN_PREFIX + str(path)
+    try:
+        return folder_or_name(text)
+    except DatasetError as exc:
+        raise ImageSetError(str(exc)) from None
 
 
 def run_dataset(summary_path: str | Path) -> tuple[str | None, int | None, int]:
@@ -96,7 +129,7 @@ def _open(spec: str, limit: int | None) -> Dataset:
     if spec.startswith(UPLOAD_PREFIX):
         key = spec[len(UPLOAD_PREFIX):]
         root = uploads_dir() / key
-        if not key or "/" in key or ".." in key or not root.is_dir():
+        if not root.is_dir():
             raise ImageSetError(f"no uploaded image set {key!r}: upload the zip again")
         ds = open_dataset(_unwrap(root), limit=limit)
         ds.name = "uploaded zip"
@@ -120,9 +153,9 @@ _memo_lock = threading.Lock()
 
 
 def open_set(spec: str | None, limit: int | None = None) -> ImageSet:
-    """The images of a set spec (see the module doc), the first `limit` by the usual seeded
-    subset. Opened sets are kept (content hashes read once per process)."""
-    spec = (spec or EMBEDDED_NAME).strip() or EMBEDDED_NAME
+    """The images of a set spec (see the module doc; checked by `check_spec`), the first
+    `limit` by the usual seeded subset. Opened sets are kept (content hashes read once per process)."""
+    spec = check_spec(spec)
     limit = int(limit) if limit else None
     key = (spec, limit, _stamp(spec))
     with _memo_lock:
@@ -172,16 +205,6 @@ def past_runs(results_dir: Path | None = None) -> list[tuple[str, str]]:
         label = f"{p.parent.name} · {ds.get('name', '?')} · {ds.get('n_images', '?')} images"
         out.append((label, RUN_PREFIX + str(p)))
     return out
-
-
-def catalogue_choices() -> list[str]:
-    """Datasets to offer: `studio.data.catalogue.local_choices` (the catalogue is optional for the arena)."""
-    try:
-        from studio.data.catalogue import local_choices
-
-        return local_choices()
-    except Exception:  # a broken catalogue file must not break the page
-        return []
 
 
 # --- backgrounds --------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ def launch_kwargs(**overrides: Any) -> dict[str, Any]:
         "max_file_size": f"{settings.max_upload_mb():g}mb",
         "theme": theme.theme(),
         "css": theme.CSS,
+        "head": theme.HEAD,
         "show_error": True,
         "footer_links": ["api", "gradio"],
     }

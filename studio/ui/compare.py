@@ -23,7 +23,6 @@ from studio import engine, inventory, labels, visuals
 from studio.errors import StudioError
 from studio.fileio import atomic_write_json, atomic_write_text
 from studio.matte import TIMING_KEYS, Matte
-from studio.pool import DEFAULT_POOL
 from studio.ui import outputs, space
 from studio.ui import variants as variants_ui
 from studio.ui.uploads import UploadError, read_image, read_mask
@@ -32,9 +31,10 @@ from studio.zoo import load_zoo
 COLD_NOTE_MS = 50.0  # below this a "load" is just a pool lookup or a weightless model
 TIMING_COLUMNS = ["pre", "infer", "post", "total"]
 # the table's widths: every headline metric fits beside the timings in the Compare column at 1440 px
-COLUMN_WIDTHS = ["250px", *(["62px"] * len(TIMING_COLUMNS))]
-METRIC_WIDTH = "70px"
+COLUMN_WIDTHS = ["220px", *(["70px"] * len(TIMING_COLUMNS))]
+METRIC_WIDTH = "78px"  # "0.9854" in bold (the column's best) on one line
 MUTED_STYLE = "color: var(--body-text-color-subdued); font-style: italic; opacity: 0.7"
+BEST_STYLE = "font-weight: 700; background: rgba(34, 197, 94, 0.20)"  # the best value of its column
 TABLE_FILES = ("compare_results.csv", "compare_results.json")
 
 
@@ -99,18 +99,13 @@ def levels(alpha: np.ndarray) -> np.ndarray:
 
 @space.gpu(duration=120)
 def infer(variant_id: str, image: np.ndarray) -> tuple[Matte, float, bool]:
-    """(matte, seconds spent loading, whether it was a cold load) through the shared pool.
+    """(matte, seconds spent loading, whether it was a cold load): `engine.infer` on the app's
+    device for the variant's backend.
 
-    The only function that touches a model: on ZeroGPU it is the one that gets the GPU.
+    The app's only way to a model (Compare, and the Arena's cut-outs): on ZeroGPU this is the
+    function that gets the GPU.
     """
-    v = load_zoo().get(variant_id)
-    device = space.device_for(v.backend)
-    loaded = DEFAULT_POOL.keys()  # a method of the pool, not a dict view
-    cold = not any(k[0] == v.id and k[1] == device for k in loaded)
-    t0 = time.perf_counter()
-    runner = engine.get_runner(v, device=device)
-    load_s = time.perf_counter() - t0
-    return engine.run_runner(runner, image), load_s, cold
+    return engine.infer(variant_id, image, device=space.device_for(load_zoo().get(variant_id).backend))
 
 
 def _run(variant_id: str, image: np.ndarray, folder: Path) -> tuple[VariantResult, np.ndarray | None]:
@@ -224,22 +219,77 @@ def table(results: list[VariantResult], with_reference: bool) -> tuple[list[str]
         metric_cells = [(r.metrics or {}).get(m) for m in names]
         cold = r.cold and r.load_ms >= COLD_NOTE_MS
         rows.append([label + (f" · cold {r.load_ms / 1000:.1f} s" if cold else ""),
-                     *[round(x, 1) if x < 10 else round(x) for x in timing_cells],
+                     *[round(x, 1) for x in timing_cells],
                      *[None if x is None else round(x, 4) for x in metric_cells]])
     return table_headers(names), rows
 
 
+def _metric_keys(headers: list[str]) -> list[str | None]:
+    """Each column's metric key (None for the variant and timing columns)."""
+    from studio.metrics.conventions import METRIC_LABELS
+
+    by_label = {v: k for k, v in METRIC_LABELS.items()}
+    first_metric = 1 + len(TIMING_COLUMNS)
+    return [None if j < first_metric else by_label.get(h, h) for j, h in enumerate(headers)]
+
+
+def number_text(value: float | None, metric: str | None, ms_decimals: int = 1) -> str:
+    """One format per column: milliseconds with the column's decimals (`ms_format`), every
+    metric with four."""
+    if value is None:
+        return ""
+    return f"{value:,.{ms_decimals}f}" if metric is None else f"{value:.4f}"
+
+
+def ms_decimals(values: list[Any]) -> int:
+    """A timing column's one format: a decimal while every value is under 100 ms, else none."""
+    nums = [v for v in values if isinstance(v, int | float)]
+    return 1 if nums and max(nums) < 100 else 0
+
+
+def best_rows(results: list[VariantResult], rows: list[list[Any]], headers: list[str]) -> list[set[int]]:
+    """Per column, the rows holding its best value (lowest time; best metric in its own
+    direction). Untrained, failed and reference rows never count: their numbers are not a
+    contest (noise, missing, or the reference against itself)."""
+    from studio.metrics import HIGHER_IS_BETTER
+
+    keys = _metric_keys(headers)
+    out: list[set[int]] = [set() for _ in headers]
+    contenders = [i for i, r in enumerate(results) if r.ok and not r.untrained and not r.is_reference]
+    for j in range(1, len(headers)):
+        vals = {i: rows[i][j] for i in contenders if isinstance(rows[i][j], int | float)}
+        if len(vals) < 2:
+            continue
+        higher = keys[j] is not None and HIGHER_IS_BETTER.get(keys[j], True)
+        best = max(vals.values()) if higher else min(vals.values())
+        out[j] = {i for i, v in vals.items() if v == best}
+    return out
+
+
 def table_value(results: list[VariantResult], with_reference: bool) -> dict[str, Any]:
-    """The Dataframe value: `table` plus styling that greys an untrained variant's metrics
-    (random weights: the numbers are noise, not scores)."""
+    """The Dataframe value: `table`, each column in one number format, its best value
+    highlighted, and an untrained variant's metrics greyed (random weights: noise, not scores).
+    The cells stay numbers, so sorting by a column sorts by value."""
     headers, rows = table(results, with_reference)
     value: dict[str, Any] = {"headers": headers, "data": rows,
                              "column_widths": [*COLUMN_WIDTHS, *([METRIC_WIDTH] * (len(headers) - len(COLUMN_WIDTHS)))]}
+    if not rows:
+        return value
     first_metric = 1 + len(TIMING_COLUMNS)
-    if any(r.untrained for r in results) and len(headers) > first_metric:
-        value["metadata"] = {"display_value": None, "styling": [
-            [MUTED_STYLE if (r.untrained and j >= first_metric) else "" for j in range(len(headers))]
-            for r in results]}
+    keys = _metric_keys(headers)
+    best = best_rows(results, rows, headers)
+    decimals = [ms_decimals([row[j] for row in rows]) for j in range(len(headers))]
+    display, styling = [], []
+    for i, (r, row) in enumerate(zip(results, rows, strict=True)):
+        display.append([row[0], *(number_text(row[j], keys[j], decimals[j]) for j in range(1, len(headers)))])
+        styles = []
+        for j in range(len(headers)):
+            st = MUTED_STYLE if (r.untrained and j >= first_metric) else ""
+            if i in best[j]:
+                st = BEST_STYLE
+            styles.append(st)
+        styling.append(styles)
+    value["metadata"] = {"display_value": display, "styling": styling}
     return value
 
 
@@ -307,13 +357,46 @@ def _reference_text(reference: dict[str, Any] | None) -> str:
     return "against the reference mask"
 
 
+# Seconds each variant last took here (load included when it was loaded for that run): the
+# Compare line's ETA comes from these, measured in this app, never from a guess.
+_seconds: dict[str, float] = {}
+
+
+def step_text(variant_id: str) -> str:
+    """What runs next: "loading isnet-general-use (176 MB)…" when it is not loaded yet."""
+    from studio.ui.progress import loading_text, model_size_mb
+
+    if engine.is_loaded(variant_id, space.device_for(_backend(variant_id))):
+        return f"running {variant_id}…"
+    return loading_text(variant_id, model_size_mb(variant_id))[:-1] + ", then running it…"
+
+
+def _backend(variant_id: str) -> str:
+    try:
+        return load_zoo().get(variant_id).backend
+    except StudioError:
+        return ""
+
+
+def eta_s(pending: list[str]) -> float | None:
+    """Seconds the pending variants should take, when each has run here before (else None)."""
+    if not pending or any(v not in _seconds for v in pending):
+        return None
+    return sum(_seconds[v] for v in pending)
+
+
 def status_markdown(results: list[VariantResult], pending: list[str], total: int,
                     elapsed_s: float, reference_id: str | None = None) -> str:
+    """The one progress line (then the notes): the step running now, how far, and the time left."""
+    from studio.ui.progress import duration
+
     done = len(results)
     failed = [r for r in results if not r.ok]
     lines = []
     if pending:
-        lines.append(f"**Running `{pending[0]}`…** — {done} of {total} done, {elapsed_s:.1f} s elapsed")
+        eta = eta_s(pending)
+        left = f" · ~{duration(eta)} left (from these models' last runs here)" if eta is not None else ""
+        lines.append(f"▸ **{step_text(pending[0])}** — {done} of {total} done, {duration(elapsed_s)} elapsed{left}")
     else:
         ok = done - len(failed)
         lines.append(f"**✓ Done** — {ok} of {total} variants ran in {elapsed_s:.1f} s"
@@ -332,7 +415,8 @@ def status_markdown(results: list[VariantResult], pending: list[str], total: int
                      "not scores).</sub>")
     if results and any(r.metrics for r in results):
         lines.append("\n<sub>maxF: max F-measure (β² = 0.3) · S: S-measure · meanE: mean E-measure · "
-                     "bIoU: boundary IoU; every metric is in the JSON rows and the CSV/JSON download.</sub>")
+                     "bIoU: boundary IoU · best value per column highlighted; click a header to sort. Every "
+                     "metric is in the JSON rows and the CSV/JSON download.</sub>")
     return "\n".join(lines)
 
 
@@ -413,6 +497,7 @@ def compare(image: Any, reference: Any = None, variants: list[str] | None = None
     yield _outputs(results, state.with_reference, state,
                    status_markdown(results, ids, len(ids), 0.0, ref_id), None)
     for i, vid in enumerate(ids):
+        t_variant = time.perf_counter()
         if ref_id is not None and i == 0:
             res, ref_alpha = run_reference(vid, rgb, folder)
             if ref_alpha is None:  # without its matte there is nothing to score against
@@ -421,6 +506,7 @@ def compare(image: Any, reference: Any = None, variants: list[str] | None = None
             res = compare_one(vid, rgb, ref_alpha, folder, agreement=state.reference_id is not None)
         results.append(res)
         if res.ok:
+            _seconds[res.id] = time.perf_counter() - t_variant
             state.cutouts[res.id] = str(res.files["checkerboard"])
             state.labels[res.id] = result_label(res)
             slider_variant = slider_variant or res.id
@@ -445,11 +531,28 @@ def picker_choices(state: dict[str, Any] | None) -> list[tuple[str, str]]:
     return [(names.get(vid, vid), vid) for vid in state.get("cutouts") or {}]
 
 
-def slider_for(variant_id: str | None, state: dict[str, Any] | None) -> tuple[str, str] | None:
-    """The (original, cut-out) pair the image slider shows for one finished variant."""
+ORIGINAL = "original"  # the left picker's value for the uploaded image itself
+
+
+def left_choices(state: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The slider's left side: the original image, or any finished variant (model against model)."""
+    return [("the original image", ORIGINAL), *picker_choices(state)]
+
+
+def slider_for(variant_id: str | None, state: dict[str, Any] | None,
+               left: str | None = ORIGINAL) -> tuple[str, str] | None:
+    """The (left, right) pair the image slider shows: the original (or another variant's cut-out,
+    `left`) against one finished variant's cut-out."""
     if not state or not variant_id or variant_id not in (state.get("cutouts") or {}):
         return None
-    return state["original"], state["cutouts"][variant_id]
+    cutouts = state["cutouts"]
+    left_img = cutouts[left] if left and left != ORIGINAL and left in cutouts else state["original"]
+    return left_img, cutouts[variant_id]
+
+
+def slider_label(left: str | None, right: str | None) -> str:
+    a = "original" if not left or left == ORIGINAL else left
+    return f"{a} ↔ {right or 'cut-out'} (drag the handle)"
 
 
 def variant_at(index: int, state: dict[str, Any] | None) -> str | None:

@@ -1,5 +1,8 @@
 """The Models tab's handlers: the zoo table, fetching weights and building declared builds
-(both with progress), the background-job status panel, and what the pool holds."""
+(both with progress), the background-job status panel, and what the pool holds.
+
+The jobs themselves run in `studio.jobs` (a queue and its tracker); these handlers queue them
+and poll the tracker."""
 
 from __future__ import annotations
 
@@ -9,9 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from studio import labels, settings
-from studio.pool import DEFAULT_POOL
-from studio.ui import prefetch
+from studio import engine, jobs, labels, settings
 from studio.weights.progress import Step
 from studio.zoo import load_zoo
 
@@ -53,22 +54,22 @@ def fetchable() -> list[tuple[str, str]]:
 
 
 def fetch(variant_ids: list[str] | None, untrained: bool = False,
-          progress: Callable[..., Any] | None = None, worker: prefetch.Worker | None = None,
+          progress: Callable[..., Any] | None = None, worker: jobs.Worker | None = None,
           poll: float = 0.25) -> str:
     """Queue each variant on the background worker (behind any prefetch), follow it on
     `progress` until it ends, and report each: the status panel shows the same jobs."""
     ids = list(variant_ids or [])
     if not ids:
         return "Choose at least one variant to fetch."
-    worker = worker or prefetch.WORKER
-    jobs = worker.submit(ids, origin="user", untrained=bool(untrained))
-    for i, job in enumerate(jobs):
+    worker = worker or jobs.WORKER
+    queued = worker.submit(ids, origin="user", untrained=bool(untrained))
+    for i, job in enumerate(queued):
         while not job.done_event.wait(poll):
             if progress is not None:
                 frac, desc = _progress_of(job, worker.tracker)
-                progress((i + (frac or 0.0)) / len(jobs), desc=desc)
+                progress((i + (frac or 0.0)) / len(queued), desc=desc)
     lines = []
-    for job in jobs:
+    for job in queued:
         res = job.result
         if isinstance(res, Exception) or job.state == "failed":
             msg = str(res or job.message).replace("\n", "\n  ")
@@ -78,11 +79,11 @@ def fetch(variant_ids: list[str] | None, untrained: bool = False,
         else:
             kind = f" ({labels.UNTRAINED})" if getattr(res, "untrained", False) else ""
             lines.append(f"- ✓ `{job.variant}`: {res.size / 1e6:.1f} MB from {res.source}{kind}")
-    ok = sum(j.state == "done" for j in jobs)
-    return f"**Fetched {ok} of {len(jobs)}.**\n\n" + "\n".join(lines)
+    ok = sum(j.state == "done" for j in queued)
+    return f"**Fetched {ok} of {len(queued)}.**\n\n" + "\n".join(lines)
 
 
-def _progress_of(job: prefetch.Job, tracker: prefetch.Tracker) -> tuple[float | None, str]:
+def _progress_of(job: jobs.Job, tracker: jobs.Tracker) -> tuple[float | None, str]:
     now = next((j for j in tracker.snapshot() if j.id == job.id), job)
     if now.state == "queued":
         return 0.0, f"{job.variant}: queued behind other fetches"
@@ -116,14 +117,12 @@ def buildable() -> list[tuple[str, str]]:
 
 
 def build(variant_id: str | None, progress: Callable[..., Any] | None = None,
-          tracker: prefetch.Tracker | None = None) -> str:
-    """Build a declared build here, in the calling (handler) thread: its source's weights
-    first, then `studio.quant.builds.build(variant, progress=callback)`; every message goes
+          tracker: jobs.Tracker | None = None) -> str:
+    """Build a declared build here (`studio.jobs.build_here`, in this handler's thread, which
+    holds the inference slot): its source's weights first, then the build; every message goes
     to `progress` and to the status panel."""
     if not variant_id:
         return "Choose a build first."
-    tracker = tracker or prefetch.TRACKER
-    job = tracker.add("build", variant_id, "user")
     if progress is not None:
         progress(None, desc=f"{variant_id}: starting")
 
@@ -131,7 +130,7 @@ def build(variant_id: str | None, progress: Callable[..., Any] | None = None,
         if progress is not None:
             progress(None, desc=f"{variant_id}: {msg}")
 
-    prefetch.run_build(job, tracker, say=say)
+    job = jobs.build_here(variant_id, say=say, tracker=tracker)
     rec = job.result
     agree = ""
     if getattr(rec, "agreement", None):
@@ -139,21 +138,70 @@ def build(variant_id: str | None, progress: Callable[..., Any] | None = None,
         agree = (f" Agreement with {rec.source.get('variant')}: IoU {a['iou_mean']:.4f} "
                  f"on {labels.check_images(a['set'], a['n'])}.")
     untrained = f" ({labels.UNTRAINED})" if rec.untrained else ""
-    return (f"**Built `{variant_id}`**{untrained}: {rec.size / 1e6:.1f} MB, sha256 `{rec.sha256[:16]}…`, "
-            f"in {rec.build_seconds:.1f} s.{agree}")
+    return (f"**Built `{variant_id}`**{untrained}: {rec.size / 1e6:.1f} MB, sha256 `{rec.sha256[:16]}…`. "
+            f"{build_times(job.started_at, job.finished_at, rec)}{agree}")
+
+
+def build_times(started_at: float | None, finished_at: float | None, rec: Any) -> str:
+    """Wall time of the whole job, and where it went: the build itself and the agreement check
+    after it (a build of this job ends at `rec.created_at`; an older build was reused)."""
+    from studio.ui.progress import duration
+
+    wall = (finished_at - started_at) if started_at and finished_at else None
+    made_now = started_at is not None and (rec.created_at or 0) >= started_at
+    parts = []
+    if wall is not None:
+        parts.append(f"**{duration(wall)} wall time**")
+    if made_now:
+        parts.append(f"the build itself {duration(rec.build_seconds)}")
+        if finished_at and getattr(rec, "agreement", None):
+            parts.append(f"the agreement check {duration(max(0.0, finished_at - rec.created_at))}")
+        rest = (wall - rec.build_seconds - max(0.0, (finished_at or 0) - rec.created_at)) if wall else 0.0
+        if rest >= 1:
+            parts.append(f"fetching the source and loading {duration(rest)}")
+    else:
+        parts.append(f"already built earlier (that build took {duration(rec.build_seconds)})")
+    return "In " + ", ".join(parts) + "."
 
 
 # --- what every page's refresh shows --------------------------------------------------------------
 
 
+def inventory_key() -> str:
+    """A fingerprint of what is installed: every weights sidecar and build record under the cache
+    folder (name, size, mtime). A fetch or a build made anywhere (this app, another app, `studio
+    build` in a terminal) changes it; reading it is a few dozen stat calls."""
+    import hashlib
+    import os
+
+    h = hashlib.sha256(f"{settings.cache_dir()}|{settings.zoo_path()}".encode())
+    for root in (settings.weights_dir(), settings.builds_dir()):
+        base = len(str(root).rstrip(os.sep).split(os.sep))
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            depth = len(dirpath.rstrip(os.sep).split(os.sep)) - base
+            if depth >= 3:  # builds/<variant>/<key>/build.json is the deepest record
+                dirnames[:] = []
+            dirnames.sort()
+            for name in sorted(filenames):
+                if not name.endswith(".json"):
+                    continue
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except OSError:
+                    continue
+                h.update(f"{dirpath}/{name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """The zoo as the pickers and the table show it, at one tracker generation."""
+    """The zoo as the pickers and the table show it, for one state of the inventory."""
 
-    key: tuple[int, str, str]  # (tracker generation, cache folder, zoo manifest)
+    key: str  # `inventory_key()` when it was taken
     groups: dict[str, list[tuple[str, str]]]  # family -> installed (label, id), in zoo order
     installed: list[tuple[str, str]]
     defaults: list[str]  # installed variants picked unless the user unticks them
+    references: list[tuple[str, str]]  # what a labels-free score can be measured against
     n_zoo: int
     zoo: dict[str, Any]
     fetchable: list[tuple[str, str]]
@@ -164,23 +212,25 @@ _snapshot_lock = threading.Lock()
 _snapshot: Snapshot | None = None
 
 
-def snapshot(generation: int) -> Snapshot:
-    """Computed once per generation and shared by every open page: describing the whole zoo
-    takes seconds on a small CPU, and each page refreshes after every job that ends."""
+def snapshot() -> Snapshot:
+    """The inventory as it is now, computed once per state and shared by every open page (the
+    pickers of every tab, the header, the zoo table): describing the whole zoo takes a while on a
+    small CPU, and every page load, tab and timer tick asks."""
     global _snapshot
     from studio.ui import variants
 
-    key = (generation, str(settings.cache_dir()), str(settings.zoo_path()))
+    key = inventory_key()
     with _snapshot_lock:
         if _snapshot is None or _snapshot.key != key:
             choices = variants.choices()
             installed = [c for c in choices if c.installed]
             groups: dict[str, list[tuple[str, str]]] = {f: [] for f in variants.families()}
             for c in installed:
-                groups[c.family].append((c.label, c.id))
+                groups[variants.UNTRAINED_GROUP if c.untrained else c.family].append((c.label, c.id))
             _snapshot = Snapshot(key, groups, [(c.label, c.id) for c in installed],
-                                 [c.id for c in installed if c.default], len(choices), zoo_table(), fetchable(),
-                                 buildable())
+                                 [c.id for c in installed if c.default],
+                                 [(c.id, c.id) for c in installed if not c.untrained],  # = reference_choices()
+                                 len(choices), zoo_table(), fetchable(), buildable())
         return _snapshot
 
 
@@ -214,20 +264,20 @@ def _bar(step: Step, rate: float | None) -> str:
             f"{_mb(step.done)} of {_mb(step.total)} ({pct:.0f} %){extra}")
 
 
-def status_html(jobs: list[prefetch.Job] | None = None, served_at: float | None = None) -> str:
+def status_html(shown: list[jobs.Job] | None = None, served_at: float | None = None) -> str:
     """The background jobs as a small table: what, state, progress, and each finished stage."""
-    jobs = prefetch.TRACKER.snapshot() if jobs is None else jobs
+    shown = jobs.TRACKER.snapshot() if shown is None else shown
     plan = settings.prefetch_set()
-    if not jobs:
+    if not shown:
         where = ("this Space fetches in the background once the page is up: " + ", ".join(plan) if plan
                  else "nothing is fetched in the background here (set STUDIO_PREFETCH to change that)")
         return f"<div class='ws'><b>Background fetches</b>: none yet — {html.escape(where)}.</div>"
-    busy = [j for j in jobs if not j.finished]
+    busy = [j for j in shown if not j.finished]
     head = (f"<b>Background fetches and builds</b>: {len(busy)} in progress or queued, "
-            f"{sum(j.state == 'done' for j in jobs)} done, {sum(j.state == 'failed' for j in jobs)} failed."
+            f"{sum(j.state == 'done' for j in shown)} done, {sum(j.state == 'failed' for j in shown)} failed."
             if busy else "<b>Background fetches and builds</b>: all done.")
     rows = []
-    for j in jobs:
+    for j in shown:
         what = "build" if j.kind == "build" else "fetch"
         who = "prefetch" if j.origin == "prefetch" else "requested"
         if j.state == "running" and j.step is not None:
@@ -269,8 +319,8 @@ STATUS_CSS = """
 
 
 def pool_status() -> str:
-    keys = DEFAULT_POOL.keys()
-    used, budget = DEFAULT_POOL.used_mb(), DEFAULT_POOL.budget_mb
+    keys = engine.loaded_models()
+    used, budget = engine.pool_usage()
     held = ", ".join(f"`{k[0]}` ({k[1]})" for k in keys) or "none yet (models load on first use)"
     return (f"**Loaded models** (shared by all users, least recently used evicted first): {held}. "
             f"Weights held: {used:.0f} MB of a {budget:.0f} MB budget (`STUDIO_POOL_BUDGET_MB`).")

@@ -1,7 +1,7 @@
 """What a fetch reports while it runs: one `Step` per stage of one weights file.
 
 `ensure_file(..., report=fn)` calls `fn(step)` from the thread that fetches; the app's
-Models tab keeps the latest step per job (`studio.ui.prefetch`), the CLI shows tqdm bars.
+Models tab keeps the latest step per job (`studio.jobs`), the CLI shows tqdm bars.
 """
 
 from __future__ import annotations

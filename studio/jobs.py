@@ -1,4 +1,4 @@
-"""Fetches and builds in the background, and the thread-safe progress the Models tab shows.
+"""Fetches and builds in the background, and their thread-safe progress (the Models tab polls it).
 
 - `TRACKER` records every job (a fetch or a build, queued, running, done or failed) with its
   latest step (bytes of which file, from where). Any thread writes to it; the Models tab's
@@ -179,6 +179,16 @@ def run_build(job: Job, tracker: Tracker, say: Callable[[str], None] | None = No
     tracker.finish(job, "done", f"built: {rec.size / 1e6:.1f} MB, sha256 {rec.sha256[:16]}…", rec)
 
 
+def build_here(variant_id: str, say: Callable[[str], None] | None = None, tracker: Tracker | None = None) -> Job:
+    """Build one declared build in the calling thread (the app's handler holds the inference
+    queue slot meanwhile, so a build never overlaps a timed run), tracked like a queued job.
+    Returns the finished job; raises what the build raised."""
+    tracker = tracker or TRACKER
+    job = tracker.add("build", variant_id, "user")
+    run_build(job, tracker, say=say)
+    return job
+
+
 class Worker:
     """One daemon thread that runs queued jobs in order."""
 
@@ -281,7 +291,7 @@ def start_after_served(demo: Any, ids: list[str] | None = None, worker: Worker |
     worker = worker or WORKER
 
     def wait_then_fetch() -> None:
-        from studio.ui.serve import http_status
+        from studio.procs import http_status
 
         while True:
             port = getattr(demo, "server_port", None)

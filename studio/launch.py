@@ -1,8 +1,9 @@
 """Start `python app.py` in a subprocess and time it to its first HTTP 200.
 
-Used by the tests (a real app on a free port) and to measure the app's cold start:
+Used by the tests (a real app on a free port), the eval scripts (the arena's scripted voters)
+and to measure the app's cold start:
 
-    python -m studio.ui.serve --measure      # seconds from process start to the page served
+    python -m studio.launch --measure      # seconds from process start to the page served
 """
 
 from __future__ import annotations
@@ -10,33 +11,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from studio import settings
+from studio.procs import free_port, http_status, stop
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_status(url: str, timeout: float = 2.0) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except (urllib.error.URLError, OSError):
-        return None
+__all__ = ["Server", "measure", "running_app"]
 
 
 @dataclass
@@ -72,12 +57,7 @@ def running_app(port: int | None = None, env: dict[str, str] | None = None, time
                 time.sleep(0.05)
             yield Server(url, proc, time.perf_counter() - t0, log)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def measure(runs: int = 3) -> list[float]:
