@@ -5,8 +5,8 @@
 
 The pair: a real photo and its mask (sod-dev when ../shared is present, else a synthetic
 photo), resized to 1024x1024; the prediction is IS-Net fp32's own matte of that photo, so
-the suite sees a realistic soft matte. The timed jobs are interleaved round-robin, in a
-rotating order, so that load from other processes falls on all of them alike; medians and
+the suite sees a realistic soft matte. The timed jobs are interleaved (`studio.timing`:
+every job once per round, in a shuffled order), so that load from other processes falls on all of them alike; medians and
 ratios are reported (this machine is shared and noisy: quote ratios, not absolute times).
 
 Targets (issue 3): suite <= 10 % of IS-Net fp32 inference; suite >= 3x faster than
@@ -20,7 +20,6 @@ import json
 import os
 import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from studio import engine, settings  # noqa: E402
 from studio.imageio import load_image, load_mask  # noqa: E402
 from studio.metrics import METRIC_NAMES, score_image  # noqa: E402
+from studio.timing import interleave  # noqa: E402
 
 SIZE = 1024
 # The metrics both compute.
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mask", type=Path)
     ap.add_argument("--variant", default="isnet-general-use")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the rounds' shuffled order")
     args = ap.parse_args(argv)
 
     if args.image:
@@ -109,16 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         "PySODMetrics + skimage SSIM (12 shared metrics)": lambda: pysod_and_skimage(p8, g8),
         f"{args.variant} inference": lambda: engine.run_runner(runner, img),
     }
-    times: dict[str, list[float]] = {k: [] for k in jobs}
-    order = list(jobs)
     load_before = os.getloadavg()[0]
-    for r in range(args.repeats):
-        # Rotate the order so that every job follows inference (whose runtime threads keep
-        # spinning for a moment after a run) equally often.
-        for name in order[r % len(order):] + order[:r % len(order)]:
-            t0 = time.perf_counter()
-            jobs[name]()
-            times[name].append(time.perf_counter() - t0)
+    # a shuffled order per round: every job follows inference (whose runtime threads keep
+    # spinning for a moment after a run) about equally often
+    res = interleave({k: (lambda _, f=f: f()) for k, f in jobs.items()}, [None], args.repeats, seed=args.seed)
+    times = {k: res.samples(k) for k in jobs}
     med = {k: statistics.median(v) for k, v in times.items()}
     suite, serial, ref, infer = (med[k] for k in jobs)
 

@@ -5,8 +5,11 @@
     python eval/run.py --config sod-dev                  # a named suite in eval/suites/
     python eval/run.py --budget-p95-ms 1500 --price-per-hour 0.9
     python eval/run.py --dataset my-photos/ --reference isnet-general-use   # no masks needed
+    python eval/run.py --dataset my-photos/ --reference isnet-general-use --arena  # + the disagreements, blind
 
 Writes per_image.csv, summary.json and report.html to --out (default eval/results/latest).
+Latencies come from one interleaved timing phase: --timing-rounds passes over --timing-images
+images, every variant once per round in a shuffled order.
 A glob or family runs what is installed or built here and lists the rest as skipped, with the
 command that would make them; an explicit id that cannot run is an error.
 Exit code 0 when every variant ran on every image, 1 when something failed, 2 on bad usage.
@@ -23,14 +26,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from studio.bench import SuiteConfig, Summary, exit_code, load_suite_file, run_suite  # noqa: E402
-from studio.bench.recommend import DEFAULT_TOLERANCE  # noqa: E402
+from studio.bench.labelsfree import write_arena_set  # noqa: E402
+from studio.bench.recommend import DEFAULT_TOLERANCE, recommendation_lines  # noqa: E402
 from studio.bench.table import legend, summary_table  # noqa: E402
 from studio.errors import StudioError  # noqa: E402
 from studio.terminal import format_table  # noqa: E402
 
 FLAGS = ("models", "dataset", "limit", "held_out", "untrained_limit", "device", "threads", "warmup", "repeats", "cold_start",
          "budget_p95_ms", "budget_memory_mb", "price_per_hour", "quality_metric", "tolerance", "reference", "bundle_cold_start",
-         "timing_images", "executor", "ray_address", "out", "resume", "seed")
+         "timing_images", "timing_rounds", "executor", "ray_address", "out", "resume", "seed")
 
 
 def _tolerances() -> str:
@@ -40,7 +44,7 @@ def _tolerances() -> str:
     return "; ".join(f"{t:g} for {', '.join(ms)}" for t, ms in groups.items())
 
 
-def parse_args(argv: list[str] | None = None) -> SuiteConfig:
+def parse_args(argv: list[str] | None = None) -> tuple[SuiteConfig, bool]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", help="a suite file (eval/suites/NAME.yaml, e.g. quick or sod-dev, or a path); "
                                      "flags override it")
@@ -59,8 +63,11 @@ def parse_args(argv: list[str] | None = None) -> SuiteConfig:
     ap.add_argument("--warmup", type=int, help="untimed runs per variant before timing (default 1)")
     ap.add_argument("--repeats", type=int, help="timed runs per image (default 1)")
     ap.add_argument("--timing-images", type=int,
-                    help="a variant whose mattes are cached from an earlier run is timed again on this many "
-                         "images, so every latency comes from this run (default 4)")
+                    help="images of the interleaved timing phase: every latency and speed ratio comes from it, "
+                         "in this run (default 4; 0: no timing phase)")
+    ap.add_argument("--timing-rounds", type=int,
+                    help="passes over the timing images; each pass is one round per image with every variant once, "
+                         "in a shuffled order (default 3)")
     ap.add_argument("--cold-start", dest="cold_start", action=argparse.BooleanOptionalAction, default=None,
                     help="measure cold start in a fresh subprocess (default on)")
     ap.add_argument("--bundle-cold-start", dest="bundle_cold_start", action=argparse.BooleanOptionalAction,
@@ -77,14 +84,17 @@ def parse_args(argv: list[str] | None = None) -> SuiteConfig:
     ap.add_argument("--out", type=Path, help="output folder (default eval/results/latest)")
     ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
                     help="reuse cached predictions; --no-resume recomputes everything (default on)")
-    ap.add_argument("--seed", type=int, help="subset and bootstrap seed")
+    ap.add_argument("--seed", type=int, help="subset, bootstrap and timing-order seed")
+    ap.add_argument("--arena", action="store_true",
+                    help="labels-free runs: write the images where a cheaper candidate disagrees with the reference "
+                         "beyond the agreement floor as an arena set, and print the app link to judge them blind")
     a = ap.parse_args(argv)
     values = load_suite_file(a.config) if a.config else {}
     for key in FLAGS:
         v = getattr(a, key)
         if v is not None:
             values[key] = v
-    return SuiteConfig(**values)
+    return SuiteConfig(**values), bool(a.arena)
 
 
 def _wrap(text: str, indent: str = "  ") -> str:
@@ -111,12 +121,19 @@ def print_summary(summary: Summary) -> None:
         print(f"  - skipped {s['id']}: {s['why']}")
     rec = summary.recommendation
     print(f"\nRecommendation ({rec.get('budgets_text', 'no budget given')}):")
-    print(_wrap(rec.get("sentence") or rec.get("reason") or "—"))
-    if rec.get("why_not_best"):
-        print(_wrap(rec["why_not_best"]))
+    for line in rec.get("lines") or recommendation_lines(rec):
+        print(_wrap(line))
     eq = [e["id"] for e in rec.get("equivalent") or []]
     if eq:
         print(_wrap(f"Equivalent set (tolerance {rec.get('tolerance'):g} on {rec.get('metric')}): {', '.join(eq)}"))
+    t = rec.get("timing") or {}
+    if t.get("interleaved"):
+        load = f"load average up to {t['load_max']:.1f}" if t.get("load_max") is not None else "load not read"
+        print(_wrap(f"Speed: {t.get('n_rounds')} interleaved rounds ({t.get('rounds')} passes × {t.get('images')} "
+                    f"images, shuffled), {load} on {t.get('cores')} cores."))
+    dis = summary.run.get("disagreements")
+    if dis:
+        print(_wrap(f"Disagreement set: {dis['n_images']} of {dis['of']} images ({dis['rule']})."))
     gt_rows = [r for r in summary.variants if r.metrics_gt]
     if gt_rows:
         n = len(next(iter(summary.per_image_gt_scores.values()), {}))
@@ -132,7 +149,9 @@ def print_summary(summary: Summary) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cfg = parse_args(argv)
+        cfg, arena = parse_args(argv)
+        if arena and not cfg.reference:
+            raise ValueError("--arena needs a labels-free run: --reference VARIANT")
         print(f"Matting Studio benchmark → {cfg.out}")
         summary = run_suite(cfg)
     except (StudioError, ValueError, FileNotFoundError) as exc:
@@ -143,7 +162,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     print_summary(summary)
     print(f"\nReport: {Path(cfg.out) / 'report.html'}")
+    if arena:
+        print_arena(summary, Path(cfg.out))
     return exit_code(summary)
+
+
+def print_arena(summary: Summary, out: Path) -> None:
+    """Write the disagreement set as an arena set and say how to judge it."""
+    got = write_arena_set(summary, out)
+    if not got["n_images"]:
+        print("\nArena: no image where a cheaper candidate disagrees with the reference beyond the floor.")
+        return
+    print(f"\nArena set: {got['n_images']} disagreement images in {got['spec']}")
+    print(f"  judge them blind ({', '.join(got['variants'])}): start the app (python app.py) and open")
+    print(f"  {got['link']}")
+    print("  (or the Arena tab: image set = that folder). Once enough votes are in, rerun this command: the "
+          "preference on these images feeds the recommendation, labelled as preference.")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,19 +17,9 @@ from studio import inventory, labels, settings
 from studio.bench import SuiteConfig, Summary, VariantRow, load_summary, recommend, run_suite
 from studio.bench.recommend import cost_per_1000, pareto_front
 from studio.bench.results import Latency
-from tests.conftest import synthetic_photo
+from tests.conftest import make_folder
 
 RUN = [sys.executable, str(settings.REPO_ROOT / "eval" / "run.py")]
-
-
-def make_folder(root: Path, n: int = 4) -> Path:
-    for d in ("im", "gt"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        img, mask = synthetic_photo(120 + 8 * i, 160, seed=i)
-        Image.fromarray(img).save(root / "im" / f"s{i}.jpg", quality=95)
-        Image.fromarray((mask * 255).astype(np.uint8)).save(root / "gt" / f"s{i}.png")
-    return root
 
 
 @pytest.fixture
@@ -56,12 +45,18 @@ def test_run_writes_report_and_summary(tmp_path, results):
         assert set(row["metrics"][m]) >= {"mean", "ci95"}
         lo, hi = row["metrics"][m]["ci95"]
         assert lo <= row["metrics"][m]["mean"] <= hi
-    assert row["latency"]["p50_ms"] > 0 and row["latency"]["p95_ms"] >= row["latency"]["p50_ms"]
-    assert row["throughput_ips"] > 0 and "model_size_mb" in row and "flags" in row
+    # latency from the run's interleaved timing phase: its rounds' milliseconds, p50 and p95
+    ms = [r["ms"]["grabcut"] for r in saved["run"]["timing"]["samples"]]
+    assert len(ms) == 12 and row["latency"]["n_samples"] == 12  # 3 rounds x 4 timing images
+    assert row["latency"]["p50_ms"] == pytest.approx(float(np.median(ms)))
+    assert row["latency"]["p95_ms"] == pytest.approx(float(np.percentile(ms, 95)))
+    assert row["throughput_ips"] == pytest.approx(1000.0 / float(np.mean(ms)))
+    assert "model_size_mb" in row and "flags" in row
     # a memory figure without cold start (GrabCut may add nothing over the process's freed pages: >= 0)
     assert row["memory_mb"] is not None and row["memory_mb"] >= 0 and "in-process" in row["memory_source"]
     assert row["timing"]["sitting"] == saved["run"]["sitting"]
-    assert saved["recommendation"]["best"] == "grabcut"
+    assert saved["recommendation"]["recommended"] == saved["recommendation"]["best"] == "grabcut"
+    assert saved["recommendation"]["timing"]["interleaved"] and saved["recommendation"]["undecided"] == []
     assert saved["reference"] == {"kind": "ground_truth"}
     assert saved["recommendation"]["cost_per_1000"] == pytest.approx(cost_per_1000(summary.variants[0], 1.0))
     page = (out / "report.html").read_text()
@@ -145,7 +140,7 @@ def test_recommendation_picks_the_cheapest_equivalent_within_budgets():
     # variant that came closest, with its interval, so the engineer sees what the tolerance cost
     tight = recommend(summary, tolerance=0.0001)
     assert tight["best"] == "fp32" and tight["nearest_cheaper"]["id"] == "int8"
-    assert "no cheaper variant is within the 0.0001 tolerance (nearest: int8, 3.3× faster" in tight["sentence"]
+    assert "no cheaper variant is proven within the 0.0001 tolerance (nearest: int8, 3.3× faster" in tight["sentence"]
     assert "iou -0.0010, 95 % CI -0.0010 … -0.0010" in tight["sentence"]
     # budgets drop variants before the rule runs
     assert recommend(summary, budget_p95_ms=200)["best"] == "tiny"
@@ -206,8 +201,10 @@ def test_resume_after_sigkill_redoes_nothing(tmp_path, results):
     assert row.n_images == 16 and not row.errors
     assert row.timing["cached_images"] == len(done_before)
     assert row.timing["computed_images"] == 16 - len(done_before)
-    # a resumed run is the same sitting: the killed run's timings count, nothing is re-timed
-    assert row.timing["retimed_images"] == 0 and row.latency.n_samples == 16 * 6
+    # a resumed run is the same sitting: the killed run's timings of its images count, nothing is
+    # re-timed; the latency is the sitting's interleaved timing phase (3 rounds x 4 images)
+    assert s.run["resumed"] == 1 and row.timing["retimed_images"] == 0 and row.timing["timed_images"] == 16
+    assert row.timing["interleaved"] and row.latency.n_samples == 3 * 4
     for name, mtime in done_before.items():  # finished work was not redone
         assert next(cache.glob(f"*/{name}")).stat().st_mtime_ns == mtime
     # and nothing was lost: same numbers as a clean, uninterrupted run
@@ -270,5 +267,7 @@ def test_untrained_variants_run_on_a_few_images_for_latency(tmp_path, results, m
     summary = run_suite(cfg, show_bars=False, n_boot=50)
     (row,) = summary.variants
     assert row.n_images == 2 and row.latency_only_images == 2
-    assert row.untrained and labels.UNTRAINED in row.flags and row.latency.p50_ms > 0
-    assert not row.ranks_on_quality and summary.recommendation["best"] is None
+    assert row.untrained and labels.UNTRAINED in row.flags
+    # timed like any variant in the interleaved phase (on its 2 images), never recommended
+    assert row.latency.n_samples == 3 * 2 and row.timing["interleaved"]
+    assert not row.ranks_on_quality and summary.recommendation["recommended"] is None

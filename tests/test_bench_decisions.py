@@ -44,24 +44,38 @@ def image_folder(root, n: int, masks: int = 0):
     return root
 
 
-def test_a_new_sitting_times_cached_variants_again(tmp_path):
+def test_every_latency_comes_from_this_sittings_interleaved_timing(tmp_path):
     ds = image_folder(tmp_path / "ds", 6, masks=6)
-    cfg = SuiteConfig(models=["grabcut"], dataset=str(ds), cold_start=False, out=tmp_path / "out")
+    cfg = SuiteConfig(models=["grabcut"], dataset=str(ds), cold_start=False, out=tmp_path / "out",
+                      timing_images=4, timing_rounds=2)
     first = run_suite(cfg, show_bars=False, n_boot=50)
     again = run_suite(cfg, show_bars=False, n_boot=50)  # the first run completed: a new sitting
     a, b = first.variants[0], again.variants[0]
     assert first.run["sitting"] != again.run["sitting"]
-    assert a.timing["computed_images"] == 6 and a.latency.n_samples == 6
-    # mattes come from the cache, latencies only from this sitting: 4 images timed again
-    assert b.timing["cached_images"] == 6 and b.timing["retimed_images"] == 4 and b.latency.n_samples == 4
+    assert a.timing["computed_images"] == 6 and b.timing["cached_images"] == 6 and b.timing["computed_images"] == 0
+    # mattes come from the cache, latencies only from each sitting's own timing phase: 2 rounds x 4 images
+    for s, row in ((first, a), (again, b)):
+        rec = s.run["timing"]
+        assert rec["interleaved"] and rec["anchor"] == "grabcut" and len(rec["images"]) == 4
+        assert len(rec["samples"]) == 8 and len(rec["load"]) == 8
+        ms = [r["ms"]["grabcut"] for r in rec["samples"]]
+        assert row.latency.n_samples == 8 and row.timing["interleaved"]
+        assert row.latency.p50_ms == pytest.approx(float(np.median(ms)))
+        assert row.latency.p95_ms == pytest.approx(float(np.percentile(ms, 95)))
+        assert s.recommendation["timing"]["n_rounds"] == 8
     assert b.quality("iou") == pytest.approx(a.quality("iou"), abs=1e-12)
-    assert b.timing["sitting"] == again.run["sitting"] and len(b.timing["load_average"]) >= 3
     none = run_suite(SuiteConfig(models=["grabcut"], dataset=str(ds), cold_start=False, out=tmp_path / "o2",
                                  timing_images=0), show_bars=False, n_boot=50)
     assert none.variants[0].latency is None  # no timing from another sitting is passed off as this one's
+    assert "timing" not in none.run
 
 
 def test_labels_free_run_scores_agreement_with_a_reference_variant(lab_zoo, tmp_path):
+    from studio import engine
+    from studio.bench.labelsfree import perturb
+    from studio.bench.recommend import cheaper, cheapest
+    from studio.metrics import agreement_levels, agreement_reference, score_agreement
+
     ds = image_folder(tmp_path / "ds", 5, masks=2)  # a mixed folder: 2 of 5 have masks
     out = tmp_path / "out"
     cfg = SuiteConfig(models=["tiny-fp16", "grabcut"], reference="tiny", dataset=str(ds), cold_start=False,
@@ -71,17 +85,34 @@ def test_labels_free_run_scores_agreement_with_a_reference_variant(lab_zoo, tmp_
     assert s.reference == {"kind": "variant", "id": "tiny"} and s.reference_id == "tiny"
     assert [r.id for r in s.variants][0] == "tiny"  # the reference runs first
     ref, fp16, grab = s.row("tiny"), s.row("tiny-fp16"), s.row("grabcut")
-    assert ref.is_reference and ref.quality("iou") == pytest.approx(1.0)
+    # the reference's row is the floor: tiny on the same image under ±1 grey level, against its clean matte
+    assert ref.is_reference and ref.agreement_floor and ref.n_scored == 5
+    img = np.asarray(Image.open(ds / "im" / "p3.png").convert("RGB"))
+    clean = engine.predict("tiny", img).alpha
+    noisy = engine.predict("tiny", perturb(img, "p3")).alpha
+    want = score_agreement(agreement_levels(noisy), agreement_reference(clean)).values["iou"]
+    assert s.per_image_scores["tiny"]["p3"]["values"]["iou"] == pytest.approx(want, abs=1e-6)
     assert fp16.n_scored == 5 and fp16.quality("iou") > grab.quality("iou")
     # the two images with masks are also scored against them, apart
     assert fp16.metrics_gt["iou"]["mean"] is not None and len(s.per_image_gt_scores["tiny-fp16"]) == 2
     saved = json.loads((out / "summary.json").read_text())
     assert saved["reference"] == {"kind": "variant", "id": "tiny"}
     rec = saved["recommendation"]
-    assert rec["reference"] == {"kind": "variant", "id": "tiny"} and "agreement with tiny" in rec["sentence"]
-    assert "equivalent to tiny on these images" in rec["sentence"] or rec["best"] == "tiny"
+    assert rec["reference"] == {"kind": "variant", "id": "tiny"} and rec["floor"]["value"] == ref.quality("iou")
+    assert rec["best"] == rec["recommended"]  # the old name stays, for old readers
+    # the decision follows the labels-free rule: the cheapest candidate that agrees with tiny as
+    # well as its floor and is cheaper than tiny, else tiny kept, said so
+    agree = [e["id"] for e in rec["equivalent"]]
+    assert "grabcut" not in agree
+    loaded = load_summary(out)
+    ok = [i for i in agree if cheaper(loaded, i, "tiny")]
+    if ok:
+        assert rec["recommended"] == cheapest(loaded, ok) and "agreement with tiny (iou)" in rec["sentence"]
+    else:
+        assert rec["recommended"] == "tiny"
+        assert rec["sentence"].startswith("Keep the reference tiny: nothing cheaper agrees with it")
     page = (out / "report.html").read_text()
-    assert "agreement with tiny" in page and "Against ground truth" in page
+    assert "agreement with tiny" in page and "Against ground truth" in page and "Disagreements:" in page
     with open(out / "per_image.csv") as f:
         rows = list(csv.DictReader(f))
     assert {"iou", "gt_iou"} <= set(rows[0]) and sum(1 for r in rows if r["gt_iou"]) == 2 * 3
@@ -112,22 +143,19 @@ def test_a_build_scored_on_its_calibration_images_is_flagged_with_held_out_quali
 
 def test_arena_preference_is_a_quality_axis_of_the_run(lab_zoo, tmp_path):
     """Blind A/B votes reach the run's rows, the table (with vote counts) and the recommendation."""
-    from studio.arena.db import ArenaDB
+    from studio.arena.db import ArenaDB, Vote
     from studio.bench.recommend import recommend
     from studio.bench.table import summary_table
 
     db = tmp_path / "arena.sqlite"
-    votes = tmp_path / "votes.csv"
+    votes = ArenaDB(db)
     rng = np.random.default_rng(0)
-    with open(votes, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["vote_id", "image_hash", "variant_a", "variant_b", "choice", "created_at", "voter_id"])
-        for k in range(60):  # people prefer tiny over grabcut about 5 times in 6
-            a, b = ("tiny", "grabcut") if k % 2 else ("grabcut", "tiny")
-            tiny_wins = rng.random() < 5 / 6
-            w.writerow([f"v{k}", "h", a, b, ("a" if a == "tiny" else "b") if tiny_wins else
-                        ("b" if a == "tiny" else "a"), k, "me"])
-    assert ArenaDB(db).import_csv(votes) == (60, 0)
+    for k in range(60):  # people prefer tiny over grabcut about 5 times in 6
+        a, b = ("tiny", "grabcut") if k % 2 else ("grabcut", "tiny")
+        tiny_wins = rng.random() < 5 / 6
+        choice = ("a" if a == "tiny" else "b") if tiny_wins else ("b" if a == "tiny" else "a")
+        votes.record_vote(Vote(f"v{k}", "ab" * 32, a, b, choice, float(k), "me"))
+    assert votes.count() == 60
     ds = image_folder(tmp_path / "ds", 3, masks=3)
     s = run_suite(SuiteConfig(models=["tiny", "grabcut"], dataset=str(ds), cold_start=False, out=tmp_path / "o"),
                   show_bars=False, n_boot=50)

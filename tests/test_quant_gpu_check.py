@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "eval" / "gpu_check.sh"
 
@@ -42,7 +44,7 @@ def test_a_gpu_listed_but_no_cuda_runtime_still_exits_cleanly(tmp_path):
     import torch
 
     if torch.cuda.is_available():  # pragma: no cover - a CUDA machine runs the real check instead
-        return
+        pytest.skip("CUDA is available here: the stand-in nvidia-smi case cannot be staged")
     proc = subprocess.run(["bash", str(SCRIPT), "--out", str(tmp_path / "out")], capture_output=True, text=True,
                           env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr

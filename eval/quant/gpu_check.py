@@ -92,7 +92,9 @@ def child(variant_id: str, device: str, opts: dict, image_path: str, warm: int) 
 
     v = load_zoo().get(variant_id)
     if opts:
-        v = dataclasses.replace(v, options={**v.options, "ort": {**(v.options.get("ort") or {}), **opts}})
+        from studio.backends.onnx import ort_options
+
+        v = dataclasses.replace(v, options={"ort": {**ort_options(v).to_dict(), **opts}})
     runner_class(v.backend)
     image = load_image(image_path)
     t1 = time.perf_counter()

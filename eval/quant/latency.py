@@ -4,7 +4,7 @@
         inspyrenet-fast-onnx inspyrenet-fast-onnx-384 inspyrenet-fast-onnx-384-int8-static --rounds 9
 
 Each variant is loaded once (builds are built first), warmed up, then rounds run every variant
-once each on the same image, the order turning each round. The table gives model and whole
+once each on the same image, in a shuffled order (`studio.timing.interleave`). The table gives model and whole
 predict p50 per image, the session start, and the label "untrained — latency only" where the
 weights are random. Writes latency.md and latency.json to --out.
 """
@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 from eval.quant.outputs import command_line, run_meta, write_tables  # noqa: E402
 from studio import artifacts, engine, labels, settings  # noqa: E402
 from studio.quant import builds  # noqa: E402
+from studio.timing import interleave  # noqa: E402
 from studio.zoo import load_zoo  # noqa: E402
 
 
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--gap", type=float, default=0.05)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the rounds' shuffled order")
     ap.add_argument("--out", type=Path, default=settings.results_dir() / "quant")
     args = ap.parse_args(argv)
     cmd = command_line("latency.py", argv)
@@ -52,21 +54,18 @@ def main(argv: list[str] | None = None) -> int:
                      "untrained": bool(rec and rec.untrained), "size_mb": round(rec.size / 1e6, 1) if rec else None,
                      "init_s": load.init_s, "first_s": time.perf_counter() - t0, "model": [], "total": []}
         runners[vid] = runner
-    ids = list(runners)
-    for r in range(args.rounds):
-        for vid in ids[r % len(ids):] + ids[:r % len(ids)]:
-            time.sleep(args.gap)
-            t0 = time.perf_counter()
-            m = runners[vid].predict(image)
-            rows[vid]["total"].append(time.perf_counter() - t0)
-            rows[vid]["model"].append(m.timings["inference"])
+    res = interleave({vid: (lambda img, r=r: r.predict(img).timings) for vid, r in runners.items()}, [image],
+                     args.rounds, seed=args.seed, gap=args.gap)
     for runner in runners.values():
         runner.close()
-    for row in rows.values():
-        row["p50_model_s"] = statistics.median(row.pop("model"))
-        row["p50_total_s"] = statistics.median(row.pop("total"))
-    meta = run_meta(cmd, threads=args.threads, rounds=args.rounds, image_size=list(image.shape[:2]))
-    lines = [f"Latency: {args.threads} threads, {args.rounds} interleaved rounds, one {image.shape[1]}x{image.shape[0]} "
+    for vid, row in rows.items():
+        row["p50_model_s"] = statistics.median(res.samples(vid, "inference"))
+        row["p50_total_s"] = statistics.median(res.samples(vid))
+        del row["model"], row["total"]
+    meta = run_meta(cmd, threads=args.threads, rounds=args.rounds, image_size=list(image.shape[:2]),
+                    load_max=res.load_max)
+    lines = [f"Latency: {args.threads} threads, {args.rounds} interleaved rounds (shuffled order, load average up to "
+             f"{res.load_max}), one {image.shape[1]}x{image.shape[0]} "
              f"image of the embedded sample. Command: `{cmd}`", "",
              "| variant | backend | precision | input | size MB | session start s | first run s | p50 model s | "
              "p50 predict s | weights |", "|---|---|---|---|---|---|---|---|---|---|"]

@@ -4,7 +4,7 @@
     python eval/quant/runtime_settings.py --models isnet-general-use-int8-static --rounds 3   # smoke
 
 For each model, every setting gets its own session; then rounds run every session once each
-on the same image, the order turning each round, with a short pause between runs (so one
+on the same image, in a shuffled order (`studio.timing.interleave`), with a short pause between runs (so one
 session's spinning threads do not eat into the next one's time). The table gives each
 setting's p50 and p90 model time, its speed-up over ONNX Runtime's defaults as the median of
 the per-round ratios (a paired comparison: a noisy neighbour slows both runs of a round)
@@ -46,7 +46,8 @@ from eval.quant.outputs import command_line, run_meta, write_tables  # noqa: E40
 from studio import artifacts, settings  # noqa: E402
 from studio.backends import onnx as ob  # noqa: E402
 from studio.quant import builds  # noqa: E402
-from studio.zoo import load_zoo  # noqa: E402
+from studio.timing import interleave  # noqa: E402
+from studio.zoo import OrtOptions, load_zoo  # noqa: E402
 
 SETTINGS: list[tuple[str, str, dict, int | None]] = [
     ("default", "ONNX Runtime defaults (level all, spinning on, arena on, sequential)", {}, None),
@@ -79,27 +80,28 @@ def model_input(v, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def measure_model(vid: str, chosen: list[tuple[str, str, dict, int | None]], threads: int, rounds: int,
-                  loads: int, gap: float, say) -> list[dict]:
+                  loads: int, gap: float, say, seed: int = 0) -> list[dict]:
     v = load_zoo().get(vid)
     if builds.is_derived(v):
         builds.build(v, progress=True, threads=threads, check=False)
     path = artifacts.require(v, verify=False).path
-    base_opts = ob.ort_options(v)
+    base = ob.ort_options(v).to_dict()
+    merged = {name: OrtOptions.from_dict({**base, **opts}) for name, _, opts, _ in chosen}
     feed = model_input(v)
-    for _name, _, opts, _ in chosen:  # a saved optimised model from an earlier run would skew its first load
-        if opts.get("optimized_model"):
-            ob.optimized_path(path, opts.get("graph_optimization", "all")).unlink(missing_ok=True)
+    for o in merged.values():  # a saved optimised model from an earlier run would skew its first load
+        if o.optimized_model:
+            ob.optimized_path(path, o.level).unlink(missing_ok=True)
 
     # Session start: `loads` interleaved rounds of creating each setting's session.
     init: dict[str, list[float]] = {n: [] for n, *_ in chosen}
     first_init: dict[str, float] = {}
     sessions, rss = {}, {}
     for r in range(loads):
-        for name, _, opts, thr in chosen:
+        for name, _, _, thr in chosen:
             gc.collect()
             before = rss_mb()
             t0 = time.perf_counter()
-            sess = ob.create_session(path, "cpu", thr or threads, {**base_opts, **opts})
+            sess = ob.create_session(path, "cpu", thr or threads, merged[name])
             dt = time.perf_counter() - t0
             if r == 0:
                 first_init[name] = dt
@@ -112,24 +114,19 @@ def measure_model(vid: str, chosen: list[tuple[str, str, dict, int | None]], thr
                 del sess
     say(f"{vid}: {len(sessions)} sessions made; {rounds} interleaved rounds …")
     names = [n for n, *_ in chosen]
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            time.sleep(gap)
-            t0 = time.perf_counter()
-            sessions[name].run(None, feed)
-            times[name].append(time.perf_counter() - t0)
+    res = interleave({n: (lambda f, s=sessions[n]: s.run(None, f)) for n in names}, [feed], rounds, seed=seed, gap=gap)
+    times = {n: res.samples(n) for n in names}
     sessions.clear()
     gc.collect()
     rows = []
-    for name, label, opts, thr in chosen:
-        ratios = [d / t for d, t in zip(times["default"], times[name], strict=True)]
+    for name, label, _, thr in chosen:
+        ratios = res.ratios(name, "default")
         rows.append({
-            "model": vid, "setting": name, "label": label, "ort": {**base_opts, **opts}, "threads": thr or threads,
+            "model": vid, "setting": name, "label": label, "ort": merged[name].to_dict(), "threads": thr or threads,
             "p50_s": statistics.median(times[name]), "p90_s": float(np.percentile(times[name], 90)),
             "speedup_median": statistics.median(ratios), "faster_share": sum(x > 1 for x in ratios) / len(ratios),
             "init_s": statistics.median(init[name][1:] or init[name]), "first_init_s": first_init[name],
-            "rss_mb": rss[name], "times": [round(t, 4) for t in times[name]],
+            "rss_mb": rss[name], "times": [round(t, 4) for t in times[name]], "load_max": res.load_max,
         })
     return rows
 
@@ -169,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [
         f"Runtime settings: ONNX Runtime {meta['onnxruntime']}, CPU, {meta['threads']} threads unless the row says, "
-        f"{meta['rounds']} interleaved rounds per model (the order turning each round, {meta['gap_s']} s pause "
+        f"{meta['rounds']} interleaved rounds per model (a shuffled order each round, {meta['gap_s']} s pause "
         f"before each run), session start = median of {meta['loads']} interleaved loads.",
         f"Command: `{meta['command']}`",
         "Speed-up is over the defaults' run in the same round, median of the rounds' ratios; "

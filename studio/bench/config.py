@@ -31,7 +31,10 @@ class SuiteConfig:
     quality_metric: str = "iou"
     tolerance: float | None = None  # None: the metric's default (studio.bench.recommend)
     reference: str | None = None  # a variant id: score against its mattes (labels-free)
-    timing_images: int = 4  # cached variants are re-timed on this many images in a new sitting
+    # the interleaved timing phase: rounds x timing images, every variant once per round in a
+    # shuffled order (0 images or rounds: no timing phase, latencies from computing the images)
+    timing_images: int = 4
+    timing_rounds: int = 3
     executor: str = "local"  # local | ray
     ray_address: str | None = None  # ray: an existing cluster (None: start a local one)
     out: Path = field(default_factory=lambda: settings.results_dir() / "latest")
@@ -43,6 +46,13 @@ class SuiteConfig:
         d = asdict(self)
         d["out"] = str(self.out)
         return d
+
+
+def executor_from_settings() -> dict[str, Any]:
+    """SuiteConfig's executor fields where the caller does not choose (the app's Benchmark tab):
+    the Ray cluster at STUDIO_RAY_ADDRESS when it is set, else the local executor."""
+    address = settings.ray_address()
+    return {"executor": "ray", "ray_address": address} if address else {"executor": "local"}
 
 
 def load_suite_file(path: str | Path) -> dict[str, Any]:

@@ -43,7 +43,7 @@ def pareto_figure(summary: Summary, metric: str | None = None,
             continue
         ci = r.ci95(metric) or (q, q)
         latency_only = not r.ranks_on_quality
-        star = r.id == rec.get("best")
+        star = r.id == rec.get("recommended", rec.get("best"))
         label = r.id + (" (untrained: latency only)" if r.untrained else "") + (" ★" if star else "") \
             + (" ≈" if r.id in equivalent and not star else "")
         size = 12 + 34 * math.sqrt(max(r.model_size_mb or 1.0, 1.0) / ref)

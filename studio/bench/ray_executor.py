@@ -35,18 +35,19 @@ import math
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from studio.bench.environment import package_versions
 from studio.bench.executor import (
     ImageResult,
     Job,
@@ -54,18 +55,85 @@ from studio.bench.executor import (
     OnEvent,
     OnImage,
     OnJobDone,
+    TimingRequest,
     iter_job,
     load_average,
     node_kind,
+    time_candidates,
 )
 from studio.errors import StudioError
 
 IN_FLIGHT = 2  # chunks queued on a worker: the next one starts while the driver reads the last
+REACH_TIMEOUT_S = 5.0  # a TCP connect to the cluster's address before ray.init
+CONNECT_TIMEOUT_S = 18.0  # ray.init itself: with the imports and the TCP check, a refusal within 30 s
 MAX_ATTEMPTS = 3  # workers that may die on one image before it is reported as an error
 WAIT_S = 2.0  # the driver's longest sleep between looks at the cluster
 PROBE_PACKAGES = ("numpy", "pillow", "onnxruntime", "onnxruntime-gpu", "torch", "opencv-python-headless",
                   "matting-studio", "ray")
 INSTALL_HINT = "pip install 'matting-studio[ray]' (scripts/setup.sh installs it)"
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a Ray address ("HOST:PORT", "ray://HOST:PORT"), None for the ones Ray
+    resolves itself ("auto", "local")."""
+    rest = address.strip()
+    if "://" in rest:
+        rest = rest.split("://", 1)[1]
+    rest = rest.rstrip("/")
+    if rest in ("auto", "local", ""):
+        return None
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        raise StudioError(f"Ray address {address!r} is not HOST:PORT (or ray://HOST:PORT, or auto)")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def check_reachable(address: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """Refuse an address nothing answers on, at once and by name (a TCP connect to its port):
+    `ray.init` would otherwise retry it for minutes with warnings and no error."""
+    target = _host_port(address)
+    if target is None:
+        return
+    try:
+        with socket.create_connection(target, timeout=timeout_s):
+            return
+    except TimeoutError:
+        why = f"no answer within {timeout_s:g} s"
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+    raise StudioError(f"cannot reach the Ray cluster at {address} ({why}): start it (`ray start --head`), or "
+                      "leave out --ray-address / STUDIO_RAY_ADDRESS to run on a local cluster")
+
+
+def _init_within(ray: Any, timeout_s: float, **kw: Any) -> None:
+    """`ray.init(**kw)`, refused after `timeout_s` (something answers on the port but it is not a
+    Ray cluster that lets us in): the connection is tried in a thread the driver stops waiting on."""
+    import threading
+
+    box: dict[str, BaseException | None] = {"error": None}
+
+    def go() -> None:
+        try:
+            ray.init(**kw)
+        except BaseException as exc:  # handed to the caller below
+            box["error"] = exc
+
+    # off the main thread Ray only skips its SIGTERM handler (a driver killed by SIGTERM still dies),
+    # and warns about it: that warning is noise here
+    quiet = logging.getLogger("ray._private.worker")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    t = threading.Thread(target=go, name="ray-init", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    quiet.setLevel(level)
+    if t.is_alive():
+        raise StudioError(f"the Ray cluster at {kw.get('address')} did not let us in within {timeout_s:g} s: is it a "
+                          "Ray head (GCS) port, and the same Ray version as here?")
+    if box["error"] is not None:
+        exc = box["error"]
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudioError(f"cannot join the Ray cluster at {kw.get('address')}: {first}") from None
 
 
 def _ray() -> Any:
@@ -89,21 +157,14 @@ def _gpu_names() -> list[str]:
     return [ln.strip() for ln in out.splitlines() if ln.strip()]
 
 
-def _versions() -> dict[str, str]:
-    out = {}
-    for p in PROBE_PACKAGES:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[p] = metadata.version(p)
-    return out
-
-
 def node_info() -> dict[str, Any]:
     """This node in words: what summary.json records of each node."""
     mem = None
     with contextlib.suppress(ValueError, OSError, AttributeError):
         mem = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
     return {"kind": node_kind(), "host": platform.node(), "cpu_count": os.cpu_count(), "memory_gb": mem,
-            "gpus": _gpu_names(), "python": platform.python_version(), "packages": _versions()}
+            "gpus": _gpu_names(), "python": platform.python_version(),
+            "packages": package_versions(PROBE_PACKAGES)}
 
 
 def _worker_kind(device: str) -> str:
@@ -135,6 +196,11 @@ def _probe() -> dict[str, Any]:
     import ray
 
     return {**node_info(), "node_id": ray.get_runtime_context().get_node_id()}
+
+
+def _time_on_node(req: TimingRequest) -> dict[str, Any]:
+    """The timing phase on the node Ray placed this task on (same helper as the local run)."""
+    return time_candidates(req)
 
 
 def _cold_start(variant_id: str, image: bytes, suffix: str, device: str, threads: int) -> dict[str, Any]:
@@ -213,7 +279,7 @@ class Worker:
         if not loaded and artifact_sha256:
             rec = artifacts.installed(v)
             if rec is not None and rec.sha256 and rec.sha256 != artifact_sha256:
-                yield JobReport(v.id, node=self.node, nodes=[self.node],
+                yield JobReport(job.name, node=self.node, nodes=[self.node],
                                 error=f"{v.id}: the artifact on {platform.node()} ({rec.sha256[:12]}) is not the "
                                       f"driver's ({artifact_sha256[:12]}): install the same build on every node")
                 return
@@ -321,7 +387,8 @@ class RayExecutor:
             t0 = time.perf_counter()
             kw: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
             if self.address:
-                ray.init(address=self.address, **kw)
+                check_reachable(self.address)  # Ray itself retries an unreachable address for minutes
+                _init_within(ray, CONNECT_TIMEOUT_S, address=self.address, **kw)
             else:  # a new local cluster for this run, shut down when it ends ("local": never a
                 # stale cluster that ray.init() would otherwise find on this machine). Without
                 # Ray's memory monitor: like the local executor, it must not kill the run's worker
@@ -375,7 +442,7 @@ class RayExecutor:
     def describe(self) -> dict[str, Any]:
         """The executor, the nodes (grouped by kind, with their hardware) and how images travel."""
         ray = self.connect()
-        driver = _versions()
+        driver = package_versions(PROBE_PACKAGES)
         kinds: dict[str, dict[str, Any]] = {}
         for info in self.nodes().values():
             k = kinds.setdefault(info.get("kind", "unknown"), {
@@ -463,6 +530,35 @@ class RayExecutor:
         if "error" in results[main]:
             raise RuntimeError(f"on {main}: {results[main]['error']}")
         return {**results[main], "by_node": results}
+
+    # --- the interleaved timing phase -------------------------------------------------------
+    def time_interleaved(self, req: TimingRequest, on_event: OnEvent) -> dict[str, Any]:
+        """The timing phase as one task on one node of the kind with the most worker slots (its
+        latencies are that node kind's: never pooled over kinds), with the shape of a worker;
+        the images travel through the object store. On a cluster of this one machine: here."""
+        if self._started_here:
+            return time_candidates(req, on_event)
+        ray = self.connect()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        shape = self.shape(req.device, req.threads)
+        slots = self._node_slots(shape)
+        if not slots:
+            raise StudioError(f"no node of the cluster has {shape[0]:g} CPUs" + (" and a GPU" if shape[1] else "")
+                              + " for the timing phase")
+        kinds: dict[str, list[str]] = {}
+        for node_id, info in self.nodes().items():
+            if node_id in slots:
+                kinds.setdefault(info.get("kind", "unknown"), []).append(node_id)
+        main = max(kinds, key=lambda k: (sum(slots[i] for i in kinds[k]), k))
+        on_event(stage="timing", message=f"interleaved timing on {main} …")
+        task = ray.remote(max_retries=0)(_time_on_node)
+        ref = task.options(num_cpus=shape[0], num_gpus=shape[1],
+                           scheduling_strategy=NodeAffinitySchedulingStrategy(kinds[main][0], soft=False)
+                           ).remote(replace(req, device="cuda" if req.device.startswith("cuda") else req.device))
+        record = ray.get(ref)
+        record["node"] = main
+        return record
 
     # --- the run ----------------------------------------------------------------------------
     def run(self, jobs: list[Job], image_of: Callable[[Any], np.ndarray], on_image: OnImage,
@@ -553,7 +649,7 @@ class _Run:
             targets[st.shape] = max(1, min(self.ex.workers or slots, n_images))
         for st in self.jobs:
             if targets[st.shape] == 0:
-                st.error = (f"{st.job.variant.id}: no node of the Ray cluster has {st.shape[0]:g} CPUs"
+                st.error = (f"{st.job.name}: no node of the Ray cluster has {st.shape[0]:g} CPUs"
                             + (" and a GPU" if st.shape[1] else "") + " free for a worker")
         self.stats["workers_target"] = {f"{c:g} CPU" + (f" + {g:g} GPU" if g else ""): n
                                         for (c, g), n in targets.items()}
@@ -647,8 +743,8 @@ class _Run:
             st = self.jobs[chunk.job]
             if not st.started:
                 st.started = True
-                self.on_event(stage="loading", variant=st.job.variant.id,
-                              message=f"loading {st.job.variant.id} on the cluster …")
+                self.on_event(stage="loading", variant=st.job.name,
+                              message=f"loading {st.job.name} on the cluster …")
             items = [self._item(s, store, w) for s, store in chunk.samples]
             job = replace(st.job, compute=[], retime=[])  # the worker gets the images as items
             gen = w.handle.run.remote(job, items, st.artifact_sha256)
@@ -704,7 +800,7 @@ class _Run:
             msg = str(exc.cause if getattr(exc, "cause", None) else exc).splitlines()[-1]
             for s, store in call.chunk.samples:
                 if s.id not in call.received:
-                    self._deliver(call.chunk.job, ImageResult(self.jobs[call.chunk.job].job.variant.id, s.id, None,
+                    self._deliver(call.chunk.job, ImageResult(self.jobs[call.chunk.job].job.name, s.id, None,
                                                               store=store, error=f"worker error: {msg}"))
             return
         except self.ray.exceptions.RayError as exc:  # the worker or its node died
@@ -733,8 +829,8 @@ class _Run:
         st.delivered += 1
         self.losses_in_a_row[st.shape] = 0  # work gets done: losses so far were not a crash loop
         self.on_image(res)
-        self.on_event(stage="image", variant=st.job.variant.id, done=st.delivered, total=st.job.n_images,
-                      message=f"{st.job.variant.id}: {st.delivered}/{st.job.n_images} images")
+        self.on_event(stage="image", variant=st.job.name, done=st.delivered, total=st.job.n_images,
+                      message=f"{st.job.name}: {st.delivered}/{st.job.n_images} images")
 
     def _lost(self, w: _Worker, exc: BaseException) -> None:
         """A dead worker (or node): its undelivered images go back to the head of the queue."""
@@ -779,7 +875,7 @@ class _Run:
         for s, store in left:
             if self.attempts.get((j, s.id), 0) >= self.ex.max_attempts:
                 self.stats["images_failed_after_retries"] += 1
-                self._deliver(j, ImageResult(self.jobs[j].job.variant.id, s.id, None, store=store,
+                self._deliver(j, ImageResult(self.jobs[j].job.name, s.id, None, store=store,
                                              error=f"{self.ex.max_attempts} Ray workers died on this image"))
             else:
                 again.append(_Chunk(j, [(s, store)]))
@@ -804,7 +900,7 @@ class _Run:
 
     def _report(self, st: _JobState) -> JobReport:
         """One job's report from its chunks': every worker's load, the nodes, the memory."""
-        v = st.job.variant.id
+        v = st.job.name
         reps = st.reports
         loads = [x for r in reps for x in r.loads]
         rep = JobReport(v, error=st.error, loads=loads)

@@ -68,7 +68,8 @@ def _summary_table(summary: Summary, rec: dict[str, Any]) -> str:
             cls = " class='muted'" if cell.muted else ""
             tip = f" title='{html.escape(cell.tip)}'" if cell.tip else ""
             tds.append(f"<td{cls}{tip}>{text}</td>")
-        cls = " class='failed'" if r.failed else (" class='rec'" if r.id == rec.get("best") else "")
+        chosen = rec.get("recommended", rec.get("best"))
+        cls = " class='failed'" if r.failed else (" class='rec'" if r.id == chosen else "")
         out.append(f"<tr{cls}>" + "".join(tds) + "</tr>")
     out.append("</tbody></table>")
     out.append("<p class='note'>" + "<br>".join(html.escape(x) for x in legend(cols, summary.reference_id))
@@ -142,18 +143,48 @@ figure img{border:1px solid #ddd;border-radius:4px;display:block}
 
 
 def recommendation_html(rec: dict[str, Any]) -> str:
-    cls = "rec" if rec.get("best") else "rec none"
+    """The recommendation box: the same sentences as the terminal and the app card
+    (`studio.bench.recommend.recommendation_lines`), the equivalent set and the rule."""
+    from studio.bench.recommend import recommendation_lines
+
+    chosen = rec.get("recommended", rec.get("best"))
+    cls = "rec" if chosen else "rec none"
     eq = [e["id"] for e in rec.get("equivalent") or []]
+    lines = rec.get("lines") or recommendation_lines(rec)
     parts = [f"<div class='{cls}'><b>Recommendation</b> ({html.escape(rec.get('budgets_text') or 'no budget given')},"
              f" ranked by {html.escape(str(rec.get('metric')))}, tolerance {rec.get('tolerance', 0):g}): "
-             f"{html.escape(rec.get('sentence') or rec.get('reason') or '—')}"]
-    if rec.get("why_not_best"):
-        parts.append(f"<div class='why'>{html.escape(rec['why_not_best'])}</div>")
+             f"{html.escape(lines[0])}"]
+    for line in lines[1:]:
+        parts.append(f"<div class='why'>{html.escape(line)}</div>")
     if eq:
         parts.append(f"<div class='why'>Equivalent set: {html.escape(', '.join(eq))}. "
                      f"Rule: {html.escape(rec.get('rule', ''))}.</div>")
+    t = rec.get("timing") or {}
+    if t.get("interleaved"):
+        load = f"load average up to {t['load_max']:.1f}" if t.get("load_max") is not None else "load not read"
+        parts.append(f"<div class='why'>Speed: one interleaved timing phase, {t.get('n_rounds')} rounds "
+                     f"({t.get('rounds')} passes × {t.get('images')} images, every variant once per round, shuffled) "
+                     f"on {html.escape(str(t.get('node') or '?'))}, {load} on {t.get('cores')} cores.</div>")
     parts.append("</div>")
     return "".join(parts)
+
+
+def _disagreement_block(summary: Summary) -> str:
+    """A labels-free run's disagreement set: what a person should judge, blind."""
+    dis = summary.run.get("disagreements") or {}
+    images = dis.get("images") or []
+    if not summary.reference_id or not dis:
+        return ""
+    head = (f"<h2>Disagreements: {len(images)} of {dis.get('of', '?')} images</h2><p class='note'>"
+            f"{html.escape(dis.get('rule', ''))}. Judge them blind: <code>eval/run.py … --arena</code> writes them "
+            "as an arena set and prints the app link.</p>")
+    if not images:
+        return head
+    rows = "".join(f"<tr><td>{html.escape(e['image'])}</td><td>{e['gap']:.4f}</td><td>"
+                   + html.escape(", ".join(f"{k} {v:.4f}" for k, v in e["by"].items())) + "</td></tr>"
+                   for e in images[:60])
+    return (head + "<table class='summary'><thead><tr><th>image</th><th>largest gap below the floor</th>"
+            f"<th>by candidate</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
 def write_html(path: Path, summary: Summary, worst: dict[str, list[dict[str, Any]]]) -> None:
@@ -186,12 +217,15 @@ executor {html.escape(str(env.get('executor', 'local')))} · {html.escape(str(su
 <h2>Summary</h2>{_summary_table(summary, rec)}
 <p class='note'>Metrics: mean over images with bootstrap 95% intervals (hover a value);
 {html.escape(str((env.get('metric_conventions') or {}).get('averaging', 'per-image averaging')))}.
-Latency: warm, per image, preprocess + inference + postprocess, all measured in this run's sitting.
+Latency: warm, per image, preprocess + inference + postprocess, all measured in this run's sitting,
+in one interleaved timing phase (every variant once per round, shuffled); speed ratios are the median of
+per-round ratios with a bootstrap 95 % CI.
 Cold start: fresh subprocess. Variants flagged "{labels.UNTRAINED}" have random weights: their quality
 numbers are struck through. "calibrated on N of these images": hover its score for the held-out part.</p>
 <h2>Trade-off: quality against latency (Pareto frontier)</h2><div>{fig_html[0]}</div>
 <h2>Metrics</h2><div>{fig_html[1]}</div>
 {'<h2>Cold start</h2><div>' + fig_html[2] + '</div>' if len(fig_html) > 2 else ''}
+{_disagreement_block(summary)}
 {_gt_block(summary)}
 {_gallery(worst, summary)}
 {_errors_block(summary)}

@@ -56,6 +56,8 @@ class VariantRow:
     failed: bool = False
     untrained: bool = False  # random weights: latency and memory only
     is_reference: bool = False  # the reference variant of a labels-free run
+    # its metrics are the agreement floor: itself under +-1 grey-level input noise, not 1.0
+    agreement_floor: bool = False
     trained_on_dataset: bool = False
     calibrated_on: int = 0  # how many of the run's images the build was calibrated on
     cache_key: str | None = None

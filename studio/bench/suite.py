@@ -1,137 +1,45 @@
-"""The benchmark run: dataset × variants -> cached predictions -> scores, latency, cold start.
+"""The benchmark run: dataset × variants -> cached predictions -> scores, one timing phase, decision.
 
-The driver here plans one job per variant, lets an executor (local, or Ray) run the model,
-writes every matte to the prediction cache the moment it arrives (so a killed run resumes),
-then scores from the cache against the run's reference: the ground-truth masks, or a
-reference variant's mattes (a labels-free run, where scores are agreement, not accuracy).
+The driver plans one job per variant (`studio.bench.plan`), lets an executor (local, or Ray) run
+the models, writes every matte to the prediction cache the moment it arrives (so a killed run
+resumes), scores from the cache against the run's reference (`studio.bench.scoring`): the
+ground-truth masks, or a reference variant's mattes (a labels-free run, where scores are
+agreement, not accuracy, judged against the agreement floor).
 
-Latencies come from one sitting: a resumed run is the same sitting; a new run reuses cached
-mattes for quality but times each variant again on `timing_images` images.
+Latencies come from one interleaved timing phase in this sitting (`studio.timing`):
+rounds x timing images, every candidate once per round in a shuffled order, so a load that
+changes by the minute falls on all of them alike. Cached mattes serve quality; old timings never.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import hashlib
-import json
-import os
-import platform
-import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from studio import artifacts, inventory, labels, settings
-from studio.bench import coldstart, report
+from studio import timing
+from studio.bench import coldstart, labelsfree, report
 from studio.bench.config import SuiteConfig
-from studio.bench.executor import ImageResult, Job, JobReport, LocalExecutor
-from studio.bench.recommend import recommend
-from studio.bench.results import Latency, Summary, VariantRow, reference_variant
+from studio.bench.environment import environment
+from studio.bench.executor import Executor, ImageResult, JobReport, LocalExecutor, TimingRequest
+from studio.bench.plan import Plan, hold_out, plan_floor, plan_variant, select
+from studio.bench.recommend import default_tolerance, higher_is_better, recommend, speed_verdict
+from studio.bench.results import Latency, Summary, reference_variant
+from studio.bench.scoring import IMAGE_MEMO_BYTES, ImageMemo, score_plan, worst_gallery
+from studio.bench.store import close_sitting, open_sitting
 from studio.errors import StudioError
 from studio.fileio import atomic_write_json
-from studio.prediction_cache import (
-    CachedPrediction,
-    JsonCache,
-    PredictionCache,
-    cache_root,
-    variant_fingerprint,
-)
-from studio.zoo import Variant, load_zoo
+from studio.prediction_cache import JsonCache, cache_root
 
 Progress = Callable[[dict[str, Any]], None]
-PACKAGES = ["numpy", "onnxruntime", "onnxruntime-gpu", "torch", "torchvision", "rembg", "transparent-background",
-            "opencv-python-headless", "scikit-image", "pillow", "gradio", "ray", "matting-studio"]
-WORST_PER_VARIANT = 4
-IMAGE_MEMO_BYTES = 1.5e9
-SITTING_FILE = "sitting.json"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=settings.REPO_ROOT, capture_output=True,
-                              text=True, timeout=5).stdout.strip() or None
-    except Exception:
-        return None
-
-
-def environment(cfg: SuiteConfig, executor: Any) -> dict[str, Any]:
-    from studio.metrics import CONVENTIONS
-
-    versions = {}
-    for p in PACKAGES:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[p] = metadata.version(p)
-    gpu = None
-    if cfg.device.startswith("cuda"):
-        try:
-            import torch
-
-            gpu = torch.cuda.get_device_name(0)
-        except Exception:
-            gpu = "unknown CUDA device"
-    return {
-        "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "threads": cfg.threads or "runtime default",
-        "device": cfg.device, "gpu": gpu, "python": platform.python_version(), "platform": platform.platform(),
-        "packages": versions, "git_commit": _git_commit(), "metric_conventions": CONVENTIONS,
-        **executor.describe(),
-        "latency": "warm wall time per image of preprocess + inference + postprocess, after warm-up runs, "
-                   "measured in this run's sitting only",
-        "cold_start": "fresh subprocess, measured in this sitting; OS file cache may be warm",
-        "memory": "cold-start subprocess peak RSS when cold start is measured, else peak RSS growth "
-                  "while loading and warming up the model in-process (per variant: memory_source)",
-    }
-
-
-def latency_stats(runs: list[dict[str, float]]) -> Latency | None:
-    if not runs:
-        return None
-    total = np.array([sum(r.get(k, 0.0) for k in ("preprocess", "inference", "postprocess")) for r in runs]) * 1e3
-    p50, p90, p95, p99 = np.percentile(total, [50, 90, 95, 99])
-    return Latency(
-        p50_ms=float(p50), p90_ms=float(p90), p95_ms=float(p95), p99_ms=float(p99), mean_ms=float(total.mean()),
-        inference_p50_ms=float(np.median([r.get("inference", 0.0) for r in runs]) * 1e3),
-        preprocess_p50_ms=float(np.median([r.get("preprocess", 0.0) for r in runs]) * 1e3),
-        postprocess_p50_ms=float(np.median([r.get("postprocess", 0.0) for r in runs]) * 1e3),
-        n_samples=len(runs))
-
-
-class _ImageMemo:
-    """Decode each image once per run; every variant reuses it (within a memory cap).
-    `load` makes the array of a sample (default: its decoded image); None is not kept."""
-
-    def __init__(self, load: Callable[[Any], np.ndarray | None] | None = None,
-                 cap_bytes: float = IMAGE_MEMO_BYTES) -> None:
-        self.load = load or (lambda sample: sample.image())
-        self.cap_bytes = cap_bytes
-        self.images: dict[str, np.ndarray] = {}
-        self.bytes = 0
-
-    def get(self, sample: Any) -> np.ndarray | None:
-        if sample.id in self.images:
-            return self.images[sample.id]
-        img = self.load(sample)
-        if img is not None and self.bytes + img.nbytes <= self.cap_bytes:
-            self.images[sample.id] = img
-            self.bytes += img.nbytes
-        return img
+SIZE_TO_MEMORY = 3.0  # a model's memory when loaded, per MB on disk, before it was measured
+BUNDLE_KEYS = ("listening_s", "first_answer_s", "first_request_s", "warm_request_s", "interpreter_s",
+               "peak_rss_mb", "phases_s")
 
 
 def _emit(progress: Progress | None, **event: Any) -> None:
@@ -139,7 +47,7 @@ def _emit(progress: Progress | None, **event: Any) -> None:
         progress(event)
 
 
-def make_executor(name: str, keep_loaded: bool = False, **options: Any) -> Any:
+def make_executor(name: str, keep_loaded: bool = False, **options: Any) -> Executor:
     """The executor a config names. Ray is imported only when asked for (here, in the driver:
     `studio.bench.ray_executor` builds on `studio.bench.executor`, so the choice cannot live there)."""
     if name == "local":
@@ -151,108 +59,413 @@ def make_executor(name: str, keep_loaded: bool = False, **options: Any) -> Any:
     raise StudioError(f"unknown executor {name!r}: local or ray")
 
 
-# --- the sitting -------------------------------------------------------------------------------
+def run_suite(cfg: SuiteConfig, progress: Progress | None = None, show_bars: bool = True,
+              n_boot: int = 1000, keep_loaded: bool = False, executor: Executor | None = None) -> Summary:
+    """Run the benchmark and write per_image.csv, summary.json, scores.json and report.html to cfg.out.
 
-def _config_fingerprint(cfg: SuiteConfig) -> str:
-    """What makes two runs the same run (budgets and output options do not)."""
-    keep = {k: v for k, v in cfg.to_json().items()
-            if k not in ("budget_p95_ms", "budget_memory_mb", "price_per_hour", "resume", "out", "tolerance",
-                         "executor", "ray_address")}
-    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def open_sitting(out: Path, cfg: SuiteConfig) -> dict[str, Any]:
-    """This run's sitting: the unfinished one in `out` with the same config (a resume), else new."""
-    path = out / SITTING_FILE
-    fp = _config_fingerprint(cfg)
-    with contextlib.suppress(OSError, ValueError):
-        old = json.loads(path.read_text())
-        if cfg.resume and not old.get("complete") and old.get("config") == fp:
-            old["resumed"] = old.get("resumed", 0) + 1
-            atomic_write_json(path, old)
-            return old
-    sitting = {"id": uuid.uuid4().hex[:12], "config": fp, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "complete": False, "resumed": 0}
-    atomic_write_json(path, sitting)
-    return sitting
+    `keep_loaded` leaves the runners in the shared pool (the app); the CLI frees each model
+    after its variant so a sweep holds one at a time. `executor`: one made by the caller (and
+    closed by it); default: the one `cfg.executor` names, closed at the end."""
+    return SuiteRun(cfg, progress, show_bars, n_boot, keep_loaded, executor).go()
 
 
-# --- planning ------------------------------------------------------------------------------------
+class SuiteRun:
+    """One run of the suite: its plans, the callbacks the executor calls, and the outputs."""
 
-class _Plan:
-    """One variant's share of the run: its row, cache, samples and what the executor must do."""
+    def __init__(self, cfg: SuiteConfig, progress: Progress | None, show_bars: bool, n_boot: int,
+                 keep_loaded: bool, executor: Executor | None):
+        self.cfg, self.progress, self.show_bars, self.n_boot = cfg, progress, show_bars, n_boot
+        self.keep_loaded = keep_loaded
+        self.owned = executor is None  # made here: closed here (a local Ray cluster is shut down)
+        self.executor: Executor | None = executor
+        self.out = Path(cfg.out)
+        self.plans: list[Plan] = []
+        self.by_name: dict[str, Plan] = {}
+        self.ref_plan: Plan | None = None
+        self.floor_plan: Plan | None = None
+        self.memo = ImageMemo()
+        # the reference's mask of each image, read and prepared once for every variant (a uint8
+        # mask is a third of the RGB image's bytes)
+        self.reference_alpha = ImageMemo(self._load_reference, IMAGE_MEMO_BYTES / 3).get
+        self.csv_rows: list[dict] = []
+        self.worst: dict[str, list[dict]] = {}
+        self.bars: dict[str, Any] = {}
+        self.one_bar = False
 
-    def __init__(self, variant: Variant, row: VariantRow):
-        self.variant = variant
-        self.row = row
-        self.cache: PredictionCache | None = None
-        self.samples: list[Any] = []
-        self.job: Job | None = None
-        self.report: JobReport | None = None
-        self.retimed: dict[str, list[dict[str, float]]] = {}
-        self.image_errors: dict[str, str] = {}
-        self.cold: dict | None = None
-        self.cold_wall_s = 0.0
-        self.scored = False
+    # --- the run ------------------------------------------------------------------------------
+    def go(self) -> Summary:
+        from studio.data import open_dataset
 
-
-def _new_row(v: Variant, info: inventory.VariantInfo, dataset: Any) -> VariantRow:
-    from studio.data import trained_on_flag
-
-    row = VariantRow(id=v.id, family=v.family, backend=v.backend, precision=v.precision,
-                     input_size=v.input_size_label, license=v.license, model_size_mb=info.size_mb,
-                     flags=list(info.flags), untrained=info.untrained)
-    if trained_on_flag(v, dataset):
-        row.trained_on_dataset = True
-        row.add_flag(labels.TRAINED_ON_DATASET)
-    return row
-
-
-def _plan(v: Variant, dataset: Any, cfg: SuiteConfig, sitting: str) -> _Plan:
-    info = inventory.describe(v)
-    plan = _Plan(v, _new_row(v, info, dataset))
-    row = plan.row
-    if v.requires and not cfg.device.startswith(v.requires):
-        row.failed = True
-        row.errors.append({"image": None, "error": f"{labels.needs(v.requires)}, the run is on {cfg.device}"})
-        return plan
-    try:
-        rec = artifacts.require(v, verify=False)
-    except StudioError as exc:
-        row.failed = True
-        row.errors.append({"image": None, "error": str(exc)})
-        return plan
-    key = variant_fingerprint(v, rec.sha256 if rec else None, cfg.device, cfg.threads)
-    row.cache_key = key
-    plan.cache = PredictionCache(key)
-    samples = list(dataset)
-    if row.untrained and cfg.untrained_limit and len(samples) > cfg.untrained_limit:
-        # random weights: their quality means nothing, so a few images give the latency
-        samples = samples[: cfg.untrained_limit]
-        row.latency_only_images = len(samples)
-    plan.samples = samples
-    compute, timed_here, cached_elsewhere = [], 0, []
-    for s in samples:
+        cfg = self.cfg
+        t_start = time.perf_counter()
+        dataset = open_dataset(cfg.dataset, limit=None if cfg.held_out else cfg.limit, seed=cfg.seed,
+                               unlabelled=bool(cfg.reference))
+        if not cfg.reference and not dataset.has_references:
+            raise StudioError(f"{dataset.name}: no reference masks; score against a model instead with "
+                              "--reference VARIANT (e.g. --reference isnet-general-use)")
+        variants, skipped = select(cfg)
+        held = hold_out(dataset, variants, cfg) if cfg.held_out else None
+        if held is not None:
+            dataset = held[0]
+        if self.executor is None:
+            self.executor = make_executor(cfg.executor, keep_loaded=self.keep_loaded, address=cfg.ray_address)
         try:
-            entry = plan.cache.get(s.content_hash) if cfg.resume else None
-        except StudioError as exc:  # an unreadable image file
-            plan.image_errors[s.id] = str(exc)
-            continue
-        if entry is None:
-            compute.append(s)
-        elif entry.sitting == sitting:
-            timed_here += 1
+            summary = self._run(dataset, variants, skipped, held, t_start)
+        except BaseException:
+            if self.owned:
+                self.executor.close()
+            raise
+        if self.owned:
+            self.executor.close()  # after the wall time: shutting a local Ray cluster down is teardown
+        return summary
+
+    def _run(self, dataset: Any, variants: list, skipped: list[dict[str, str]], held: tuple | None,
+             t_start: float) -> Summary:
+        cfg, ex = self.cfg, self.executor
+        assert ex is not None
+        where = ex.describe()  # joins a Ray cluster: an unreachable one fails here, before anything is written
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.sitting = open_sitting(self.out, cfg)
+        self.summary = summary = Summary(
+            created=time.strftime("%Y-%m-%d %H:%M:%S"), config=cfg.to_json(),
+            environment=environment(cfg, where),
+            dataset={"name": dataset.name, "root": str(dataset.root) if dataset.root else None,
+                     "n_images": len(dataset), "n_with_masks": sum(1 for s in dataset if s.has_reference),
+                     "catalog_name": dataset.catalog_name, "held_out": held[1] if held else None,
+                     "flags": ([f"{len(dataset.unpaired)} unpaired files skipped"] if dataset.unpaired else [])
+                     + ([f"held out: {held[1]['excluded']} calibration images excluded"] if held else [])},
+            reference=reference_variant(cfg.reference) if cfg.reference else {"kind": "ground_truth"},
+            skipped=skipped,
+            run={"sitting": self.sitting["id"], "sitting_started": self.sitting["started"],
+                 "resumed": self.sitting["resumed"]},
+        )
+        for s in skipped:
+            _emit(self.progress, stage="skipped", variant=s["id"], message=f"skipped {s['id']}: {s['why']}")
+        self.plans = [plan_variant(v, dataset, cfg) for v in variants]
+        self.by_name = {p.name: p for p in self.plans}
+        if cfg.reference:
+            self.ref_plan = self.by_name[cfg.reference]
+            self.ref_plan.row.is_reference = True
+            self.ref_plan.row.add_flag("reference")
+            self.floor_plan = plan_floor(self.ref_plan, cfg)
+            if self.floor_plan is not None:
+                self.by_name[self.floor_plan.name] = self.floor_plan
+        for i, p in enumerate(self.plans):
+            t_cold = time.perf_counter()
+            self._cold_start(p, i, len(self.plans))
+            p.cold_wall_s = time.perf_counter() - t_cold
+            summary.upsert(p.row)
+
+        self._execute()
+        if ex.run_stats():  # workers, retries, lost nodes (Ray)
+            summary.run["executor"] = ex.run_stats()
+        self._score_ready()
+        self._time()
+        self._disagreements()
+        attach_preference(summary)
+        summary.recommendation = recommend(summary, cfg.budget_p95_ms, cfg.budget_memory_mb, cfg.price_per_hour,
+                                           cfg.quality_metric, cfg.tolerance)
+        _emit(self.progress, stage="report", done=len(self.plans), total=len(self.plans),
+              message="writing the report")
+        atomic_write_json(self.out / "scores.json", {"reference": summary.reference,
+                                                     "scores": summary.per_image_scores,
+                                                     "gt_scores": summary.per_image_gt_scores}, indent=None)
+        wall = time.perf_counter() - t_start
+        cold_s = sum(r.timing.get("cold_start_s", 0.0) for r in summary.variants)
+        model_s = sum(r.timing.get("model_s", 0.0) + r.timing.get("warmup_s", 0.0) + r.timing.get("floor_model_s", 0.0)
+                      for r in summary.variants)
+        timing_s = sum(sum(r.get("ms", {}).values()) for r in (summary.run.get("timing") or {}).get("samples", [])) / 1e3
+        model_s += timing_s  # the timing phase's runs are model time too
+        summary.run.update({"wall_s": wall, "cold_start_s": cold_s, "model_s": model_s, "timing_s": timing_s,
+                            "overhead_ratio": (wall - cold_s) / model_s if model_s > 0 else None,
+                            "all_ran": all(not r.errors and not r.failed for r in summary.variants)})
+        self._write_partial()
+        report.write_html(self.out / "report.html", summary, self.worst)
+        close_sitting(self.out, self.sitting)
+        return summary
+
+    # --- the quality phase --------------------------------------------------------------------
+    def _execute(self) -> None:
+        ex = self.executor
+        assert ex is not None
+        plans = [*self.plans, *([self.floor_plan] if self.floor_plan else [])]
+        # the floor runs right after its reference, so a local run keeps the runner loaded
+        if self.floor_plan is not None and self.ref_plan is not None:
+            plans.remove(self.floor_plan)
+            plans.insert(plans.index(self.ref_plan) + 1, self.floor_plan)
+        jobs = [p.job for p in plans if p.job is not None and not p.row.failed]
+        for p in plans:  # failed before running: nothing to execute
+            if p.job is None or p.row.failed:
+                p.report = p.report or JobReport(p.name)
+        # a cluster runs variants side by side: one bar for all its images (tqdm on the driver)
+        self.one_bar = self.show_bars and ex.one_bar
+        if self.one_bar:
+            self.bars["*"] = tqdm(total=sum(j.n_images for j in jobs), desc=f"{ex.name}", unit="img", leave=True,
+                                  dynamic_ncols=True)
+        try:
+            ex.run(jobs, self.memo.get, self._on_image, self._on_job_done, self._on_event)
+        finally:
+            for bar in self.bars.values():
+                bar.close()
+            self.bars.clear()
+
+    def _on_image(self, res: ImageResult) -> None:
+        p = self.by_name[res.variant_id]
+        assert p.cache is not None
+        if res.error is not None:
+            p.image_errors[res.sample_id] = res.error
         else:
-            cached_elsewhere.append(s)
-    # latencies come from this sitting: top up with cached images timed again
-    want = min(max(0, cfg.timing_images), len(samples)) - timed_here - len(compute)
-    retime = cached_elsewhere[: max(0, want)]
-    plan.job = Job(v, key, compute, retime, device=cfg.device, threads=cfg.threads, warmup=cfg.warmup,
-                   repeats=cfg.repeats)
-    return plan
+            sample = next(s for s in p.samples if s.id == res.sample_id)
+            if res.store:
+                p.cache.put(sample.content_hash, res.alpha, res.runs, sitting=self.sitting["id"], node=res.node)
+            else:
+                p.cache.retime(sample.content_hash, res.runs, self.sitting["id"], res.node)
+                p.retimed[res.sample_id] = res.runs
+        bar = self.bars.get("*" if self.one_bar else res.variant_id)
+        if bar is not None:
+            bar.update(1)
+
+    def _on_job_done(self, rep: JobReport) -> None:
+        p = self.by_name[rep.variant_id]
+        p.report = rep
+        if rep.error:
+            p.row.failed = True
+            p.row.errors.append({"image": None, "error": rep.error})
+        bar = self.bars.pop(rep.variant_id, None)
+        if bar is not None:
+            bar.close()
+        done = sum(1 for q in self.plans if q.report is not None or q.job is None)
+        _emit(self.progress, stage="variant", variant=p.variant.id, done=done, total=len(self.plans),
+              message=f"{rep.variant_id} done" + (f": failed: {rep.error}" if rep.error else ""))
+        self._score_ready()
+
+    def _on_event(self, **ev: Any) -> None:
+        name = ev.get("variant")
+        if self.one_bar and ev.get("stage") == "cluster":
+            self.bars["*"].set_postfix_str(str(ev.get("message") or ""), refresh=True)
+        if (ev.get("stage") == "loading" and self.show_bars and not self.one_bar and name in self.by_name
+                and name not in self.bars):
+            p = self.by_name[name]
+            what = name if not p.is_floor else f"{p.variant.id} (floor: ±1 grey-level noise)"
+            idx = self.plans.index(self.ref_plan if p.is_floor else p)
+            self.bars[name] = tqdm(total=p.job.n_images if p.job else 0, desc=f"[{idx + 1}/{len(self.plans)}] {what}",
+                                   unit="img", leave=True, dynamic_ncols=True)
+        if ev.get("stage") == "timing" and self.show_bars:
+            bar = self.bars.get("timing")
+            if bar is None and ev.get("total"):
+                bar = self.bars["timing"] = tqdm(total=ev["total"], desc="interleaved timing", unit="round",
+                                                 leave=True, dynamic_ncols=True)
+            if bar is not None:
+                bar.n = int(ev.get("done") or 0)
+                if ev.get("load") is not None:
+                    bar.set_postfix_str(f"load {ev['load']}", refresh=False)
+                bar.refresh()
+        _emit(self.progress, **ev)
+
+    # --- scoring ------------------------------------------------------------------------------
+    def _load_reference(self, sample: Any) -> np.ndarray | None:
+        from studio.metrics import agreement_reference
+
+        p = self.ref_plan
+        entry = p.cache.get(sample.content_hash) if p is not None and p.cache is not None else None
+        return agreement_reference(entry.alpha) if entry is not None else None
+
+    def _score_ready(self) -> None:
+        """Score every finished variant; the reference first (and only once its floor is done),
+        since the others are scored against its mattes."""
+        ref, floor = self.ref_plan, self.floor_plan
+        ref_done = ref is None or ref.scored or ref.row.failed
+        for p in self.plans:
+            if p.scored or not p.finished:
+                continue
+            if p is ref:
+                if floor is not None and not floor.finished:
+                    continue
+            elif not ref_done:
+                continue
+            got = score_plan(p, self.cfg, self.summary, self.sitting["id"], self.reference_alpha, self.n_boot,
+                             floor=floor if p is ref else None)
+            self.csv_rows.extend(got.csv_rows)
+            if got.worst:
+                self.worst[p.variant.id] = worst_gallery(got.worst, self.cfg.quality_metric, self.memo)
+            self._write_partial()
+            if p is ref:
+                ref_done = True
+                if floor is not None:  # the floor's failed images are the reference row's errors
+                    p.row.errors += [{"image": k, "error": f"floor (noisy input): {e}"}
+                                     for k, e in floor.image_errors.items()]
+                    if floor.report is not None and floor.report.error:
+                        p.row.errors.append({"image": None, "error": f"floor: {floor.report.error}"})
+
+    def _write_partial(self) -> None:
+        report.write_csv(self.out / "per_image.csv", self.csv_rows)
+        report.write_summary(self.out / "summary.json", self.summary)  # partial results survive a kill
+
+    # --- the timing phase ---------------------------------------------------------------------
+    def _anchor(self, candidates: list[Plan]) -> Plan:
+        """What every variant's speed is paired with: the reference, else the best-scoring."""
+        if self.ref_plan is not None and self.ref_plan in candidates:
+            return self.ref_plan
+        metric = self.cfg.quality_metric
+        sign = 1.0 if higher_is_better(metric) else -1.0
+        ranked = [p for p in candidates if p.row.ranks_on_quality and p.row.quality(metric) is not None]
+        if not ranked:
+            return candidates[0]
+        return max(ranked, key=lambda p: sign * (p.row.quality(metric) or 0.0))
+
+    def _time(self) -> None:
+        """The interleaved timing phase: rounds x timing images over every variant that ran."""
+        cfg, ex, summary = self.cfg, self.executor, self.summary
+        assert ex is not None
+        candidates = [p for p in self.plans if not p.row.failed and p.row.n_images > 0]
+        if cfg.timing_images <= 0 or cfg.timing_rounds <= 0 or not candidates:
+            return
+        anchor = self._anchor(candidates)
+        usable = [s for s in anchor.samples
+                  if all(s.id not in p.image_errors and any(x.id == s.id for x in p.samples) for p in candidates)]
+        images = []
+        for s in usable[: cfg.timing_images]:
+            try:
+                images.append((s.id, self.memo.get(s)))
+            except StudioError:
+                continue
+        if not images:
+            return
+        memory = {p.variant.id: p.row.memory_mb or ((p.row.model_size_mb or 0.0) * SIZE_TO_MEMORY or None)
+                  for p in candidates}
+        req = TimingRequest([p.variant for p in candidates], images, anchor.variant.id, rounds=cfg.timing_rounds,
+                            device=cfg.device, threads=cfg.threads, seed=cfg.seed, warmup=max(1, cfg.warmup),
+                            memory_mb=memory)
+        _emit(self.progress, stage="timing", done=0, total=len(images) * cfg.timing_rounds,
+              message=f"interleaved timing: {len(candidates)} variants, {cfg.timing_rounds} rounds × "
+                      f"{len(images)} images")
+        record = ex.time_interleaved(req, self._on_event)
+        bar = self.bars.pop("timing", None)
+        if bar is not None:
+            bar.close()
+        summary.run["timing"] = record
+        apply_timing(summary, record)
 
 
-def _measured(key: str, cfg: SuiteConfig, what: str, measure: Callable[[], dict], plan: _Plan,
+    # --- labels-free: the disagreement set -----------------------------------------------------
+    def _disagreements(self) -> None:
+        if self.ref_plan is None:
+            return
+        found = find_disagreements(self.summary, {s.id: s for s in self.ref_plan.samples})
+        if found is not None:
+            self.summary.run["disagreements"] = found
+
+    # --- cold start ---------------------------------------------------------------------------
+    def _cold_start(self, plan: Plan, index: int, total: int) -> None:
+        cfg, ex = self.cfg, self.executor
+        assert ex is not None
+        if not cfg.cold_start or not plan.samples or plan.row.failed:
+            return
+        v, row, sitting = plan.variant, plan.row, self.sitting["id"]
+        cold = _measured(f"{row.cache_key}-{sitting}", cfg, f"{v.id} in a fresh process",
+                         lambda: ex.measure_cold_start(v.id, _cold_image(plan, self.memo), cfg.device, cfg.threads),
+                         plan, self.progress, index, total)
+        if cold is None:
+            return
+        plan.cold = cold
+        row.cold_start = {k: cold.get(k) for k in (*coldstart.PHASES, "total_s")}
+        if len(cold.get("by_node") or {}) > 1:  # Ray: measured once on each node kind
+            row.cold_start_by_node = {k: {p: c.get(p) for p in (*coldstart.PHASES, "total_s", "error")}
+                                      for k, c in cold["by_node"].items()}
+        row.peak_rss_mb = cold.get("peak_rss_mb")
+        row.gpu_mb = cold.get("gpu_mb")
+        row.memory_mb, row.memory_source = row.peak_rss_mb, "cold-start subprocess peak RSS (whole process)"
+        if cfg.bundle_cold_start and v.backend == "onnx" and not v.requires:
+            bundle = _measured(f"bundle-{row.cache_key}-{sitting}", cfg, f"{v.id}'s exported server",
+                               lambda: _measure_bundle(plan, self.memo), plan, self.progress, index, total)
+            if bundle is not None:
+                row.bundle_cold_start = {k: bundle.get(k) for k in BUNDLE_KEYS}
+
+
+def apply_timing(summary: Summary, record: dict[str, Any]) -> None:
+    """Each row's latency from the interleaved phase's record (p50/p95 of its rounds), its speed
+    ratio against the anchor (median of per-round ratios, bootstrap CI), and a memory figure
+    from the phase's loads where the row has none."""
+    anchor = record.get("anchor")
+    for row in summary.variants:
+        ms = [r["ms"][row.id] for r in record.get("samples") or [] if row.id in (r.get("ms") or {})]
+        err = (record.get("errors") or {}).get(row.id)
+        if err:
+            row.errors.append({"image": None, "error": f"timing phase: {err}"})
+        if not ms:
+            continue
+        stats = timing.percentiles_ms([x / 1e3 for x in ms])
+        assert stats is not None
+        row.latency = Latency(**stats, n_samples=len(ms), node=record.get("node"),
+                              inference_p50_ms=row.latency.inference_p50_ms if row.latency else None,
+                              preprocess_p50_ms=row.latency.preprocess_p50_ms if row.latency else None,
+                              postprocess_p50_ms=row.latency.postprocess_p50_ms if row.latency else None)
+        row.latency_by_node = {}
+        row.mixed_nodes = False
+        row.throughput_ips = 1e3 / stats["mean_ms"] if stats["mean_ms"] else None
+        row.timing["interleaved"] = True
+        row.timing["timed_rounds"] = len(ms)
+        speed = timing.record_speed(record, row.id, anchor) if anchor and anchor != row.id else None
+        row.timing["speedup_vs"] = {"anchor": anchor, **speed} if speed else None
+        mem = (record.get("memory_mb") or {}).get(row.id)
+        if row.memory_mb is None and mem is not None:
+            row.memory_mb, row.memory_source = mem, record.get("memory_source")
+
+
+# --- labels-free: the disagreement set and its preference ------------------------------------------
+
+def find_disagreements(summary: Summary, samples: dict[str, Any]) -> dict[str, Any] | None:
+    """A labels-free run's disagreement set: the images where a candidate cheaper than the
+    reference agrees with it less than the floor does, beyond the tolerance (`labelsfree`),
+    with the content hash the arena will record votes under. None for a run against masks."""
+    ref = summary.reference_id
+    ref_row = summary.row(ref) if ref else None
+    if ref_row is None or not ref_row.agreement_floor:
+        return None
+    metric = summary.quality_metric
+    tol = summary.config.get("tolerance")
+    tol = default_tolerance(metric) if tol is None else float(tol)
+    cheaper = [r.id for r in summary.variants
+               if r.id != ref and r.ranks_on_quality and speed_verdict(summary, r.id, ref) == 1]
+    images = labelsfree.disagreements(summary, metric, tol, cheaper, higher_is_better(metric))
+    hashes = {}
+    for e in images[: labelsfree.MAX_ARENA_IMAGES]:
+        s = samples.get(e["image"])
+        if s is not None:
+            try:
+                hashes[e["image"]] = labelsfree.arena_hash(s)
+            except StudioError:
+                continue
+    return {"metric": metric, "tolerance": tol, "candidates": cheaper, "images": images,
+            "n_images": len(images), "of": len(summary.per_image_scores.get(ref) or {}), "hashes": hashes,
+            "rule": f"images where a candidate faster than {ref} scores {metric} agreement more than {tol:g} below "
+                    f"the floor ({labelsfree.FLOOR_WORDS}) on that image"}
+
+
+def attach_preference(summary: Summary, db_path: str | Path | None = None) -> None:
+    """Each row's human preference from the arena's blind votes among the run's trained
+    variants (ratings are relative to that set); rows without votes get none. A labels-free
+    run's disagreement set gets the preference on its images alone (what feeds its decision)."""
+    from studio.arena.ratings import preference
+
+    ids = [r.id for r in summary.variants if not r.untrained]
+    try:
+        prefs = preference(ids, db_path=db_path) if ids else {}
+        dis = summary.run.get("disagreements") or {}
+        if dis.get("hashes") and dis.get("candidates"):
+            dis["preference"] = preference([summary.reference_id, *dis["candidates"]], db_path=db_path,
+                                           image_hashes=list(dis["hashes"].values()))
+    except Exception as exc:  # a broken votes file must not break a benchmark
+        summary.run["preference_error"] = f"{type(exc).__name__}: {exc}"
+        return
+    for r in summary.variants:
+        p = prefs.get(r.id)
+        r.preference = p if p and p.get("votes") else None
+
+
+# --- cold start ------------------------------------------------------------------------------------
+
+def _measured(key: str, cfg: SuiteConfig, what: str, measure: Callable[[], dict], plan: Plan,
               progress: Progress | None, index: int, total: int) -> dict | None:
     """A cold-start figure of this sitting: from the cache when a resumed run has it, else
     measured now; a failure is the variant's error, not the run's."""
@@ -271,50 +484,21 @@ def _measured(key: str, cfg: SuiteConfig, what: str, measure: Callable[[], dict]
     return found
 
 
-def _cold_start(plan: _Plan, cfg: SuiteConfig, sitting: str, memo: _ImageMemo, progress: Progress | None,
-                index: int, total: int, executor: Any = None) -> None:
-    if not cfg.cold_start or not plan.samples or plan.row.failed:
-        return
-    v, row = plan.variant, plan.row
-    measure = getattr(executor, "measure_cold_start", None) or coldstart.measure
-    cold = _measured(f"{row.cache_key}-{sitting}", cfg, f"{v.id} in a fresh process",
-                     lambda: measure(v.id, _cold_image(plan, memo), cfg.device, cfg.threads),
-                     plan, progress, index, total)
-    if cold is None:
-        return
-    plan.cold = cold
-    row.cold_start = {k: cold.get(k) for k in (*coldstart.PHASES, "total_s")}
-    if len(cold.get("by_node") or {}) > 1:  # Ray: measured once on each node kind
-        row.cold_start_by_node = {k: {p: c.get(p) for p in (*coldstart.PHASES, "total_s", "error")}
-                                  for k, c in cold["by_node"].items()}
-    row.peak_rss_mb = cold.get("peak_rss_mb")
-    row.gpu_mb = cold.get("gpu_mb")
-    row.memory_mb, row.memory_source = row.peak_rss_mb, "cold-start subprocess peak RSS (whole process)"
-    if cfg.bundle_cold_start and v.backend == "onnx" and not v.requires:
-        bundle = _measured(f"bundle-{row.cache_key}-{sitting}", cfg, f"{v.id}'s exported server",
-                           lambda: _measure_bundle(plan, memo), plan, progress, index, total)
-        if bundle is not None:
-            row.bundle_cold_start = {k: bundle.get(k) for k in BUNDLE_KEYS}
-
-
-def _cold_image(plan: _Plan, memo: _ImageMemo) -> Path:
+def _cold_image(plan: Plan, memo: ImageMemo) -> Path:
     """The image cold starts answer: the first sample's file (the embedded sample: a PNG of it)."""
     first = plan.samples[0]
     if first.image_path is not None:
         return Path(first.image_path)
     from PIL import Image
 
+    assert plan.cache is not None
     path = plan.cache.dir / "_coldstart_input.png"
     if not path.is_file():
         Image.fromarray(memo.get(first)).save(path)
     return path
 
 
-BUNDLE_KEYS = ("listening_s", "first_answer_s", "first_request_s", "warm_request_s", "interpreter_s",
-               "peak_rss_mb", "phases_s")
-
-
-def _measure_bundle(plan: _Plan, memo: _ImageMemo) -> dict:
+def _measure_bundle(plan: Plan, memo: ImageMemo) -> dict:
     """The exported serving bundle's cold start (`studio export`): exec -> first answer -> warm."""
     from studio.export.bundle import export_bundle
     from studio.export.coldstart import measure_bundle
@@ -323,396 +507,6 @@ def _measure_bundle(plan: _Plan, memo: _ImageMemo) -> dict:
     if not (bundle / "model.json").is_file():
         export_bundle(plan.variant, bundle, force=True, check=False)
     return {k: x for k, x in measure_bundle(bundle, _cold_image(plan, memo)).items() if k in BUNDLE_KEYS}
-
-
-# --- scoring -------------------------------------------------------------------------------------
-
-def _score_plan(plan: _Plan, cfg: SuiteConfig, summary: Summary, sitting: str,
-                reference_alpha: Callable[[Any], np.ndarray | None], memo: _ImageMemo,
-                n_boot: int) -> tuple[list[dict], list[tuple[float, Any, np.ndarray, np.ndarray]]]:
-    """Score a finished variant from the cache; fill its row. Returns (CSV rows, worst images)."""
-    from studio.bench.contamination import calibration_hashes
-    from studio.metrics import (
-        HIGHER_IS_BETTER,
-        ImageScore,
-        aggregate,
-        agreement_levels,
-        score_agreement,
-        score_image,
-    )
-
-    row, v = plan.row, plan.variant
-    ref_id = summary.reference_id
-    csv_rows: list[dict] = []
-    scores: dict[str, Any] = {}
-    gt_scores: dict[str, Any] = {}
-    scored: list[tuple[float, Any, np.ndarray, np.ndarray]] = []
-    timed_runs: list[dict[str, float]] = []
-    nodes: dict[str, list[dict[str, float]]] = {}
-    n_computed = n_cached = 0
-    computed_ids = {s.id for s in plan.job.compute} if plan.job else set()
-    cal = calibration_hashes(v)
-    calibrated: set[str] = set()
-    for s in plan.samples:
-        if s.id in plan.image_errors:
-            row.errors.append({"image": s.id, "error": plan.image_errors[s.id]})
-            csv_rows.append({"variant": v.id, "image": s.id, "error": plan.image_errors[s.id]})
-            continue
-        entry: CachedPrediction | None = plan.cache.get(s.content_hash)
-        if entry is None:
-            continue  # not run (the variant failed to load)
-        n_computed += s.id in computed_ids
-        n_cached += s.id not in computed_ids
-        runs = plan.retimed.get(s.id) or (entry.runs if entry.sitting == sitting else [])
-        timed_runs += runs
-        if runs:
-            nodes.setdefault(entry.node or "", []).extend(runs)
-        row.n_images += 1
-        csv_row: dict[str, Any] = {"variant": v.id, "image": s.id, "error": "", "cached": s.id not in computed_ids,
-                                   **{f"{k}_ms": round(x * 1e3, 2) for k, x in entry.runs[0].items()}}
-        try:
-            if cal and s.content_hash in cal:
-                calibrated.add(s.id)
-                csv_row["calibration_image"] = True
-            gt = s.mask()
-            ref = reference_alpha(s) if ref_id else gt
-            if ref is not None:
-                if ref.shape != entry.alpha.shape:
-                    raise StudioError(f"reference {ref.shape[::-1]} does not match the image {entry.alpha.shape[::-1]}")
-                shown = entry.alpha
-                if not ref_id:
-                    sc = score_image(entry.alpha, ref)
-                else:  # agreement: both mattes normalised alike (the reference's own row: what a perfect copy scores)
-                    shown = agreement_levels(entry.alpha)
-                    sc = score_agreement(shown, ref)
-                scores[s.id] = sc.to_json()
-                row.n_scored += 1
-                csv_row.update({k: round(float(x), 6) for k, x in sc.values.items()})
-                scored.append((float(sc.values.get(cfg.quality_metric, 0.0)), s, shown, ref))
-            if ref_id and gt is not None:
-                if gt.shape != entry.alpha.shape:
-                    raise StudioError(f"reference mask {gt.shape[::-1]} does not match the image "
-                                      f"{entry.alpha.shape[::-1]}")
-                gsc = score_image(entry.alpha, gt)
-                gt_scores[s.id] = gsc.to_json()
-                csv_row.update({f"gt_{k}": round(float(x), 6) for k, x in gsc.values.items()})
-        except (StudioError, OSError) as exc:
-            row.errors.append({"image": s.id, "error": str(exc)})
-            csv_row["error"] = str(exc)
-        csv_rows.append(csv_row)
-
-    report_ = plan.report
-    row.latency = latency_stats(timed_runs)
-    if row.latency and len(nodes) > 1:
-        # never pool a p95 over different machines: the row's latency (what budgets, the table
-        # and the Pareto plot read) is the node kind that timed most images, named; every kind
-        # is in latency_by_node
-        row.latency_by_node = {k: latency_stats(r) for k, r in nodes.items()}
-        main = max(nodes, key=lambda k: (len(nodes[k]), k))
-        row.latency = row.latency_by_node[main]
-        row.mixed_nodes = True
-        row.add_flag(f"timed on {len(nodes)} node kinds: latency shown for {main or 'unknown'}; "
-                     "per node kind in latency_by_node")
-        for k, lat in row.latency_by_node.items():
-            lat.node = k or None
-    elif row.latency and nodes:
-        row.latency.node = next(iter(nodes)) or None
-    row.nodes = sorted(k for k in nodes if k)
-    row.throughput_ips = 1e3 / row.latency.mean_ms if row.latency else None
-    model_s = sum(sum(r.values()) for r in timed_runs)
-    row.timing = {
-        "model_s": model_s, "warmup_s": report_.warmup_s if report_ else 0.0,
-        "load_s": report_.load_s if report_ else 0.0,
-        "cold_start_s": plan.cold_wall_s,  # wall time this run spent on cold starts (exports included)
-        "computed_images": n_computed, "cached_images": n_cached, "retimed_images": len(plan.retimed),
-        "timed_images": len(timed_runs) // max(1, cfg.repeats), "sitting": sitting,
-        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "load_average": report_.load_average if report_ else [],
-    }
-    if report_ and report_.loads:  # Ray: each worker loaded the model once (per node)
-        row.timing["loads"] = report_.loads
-    if report_ and report_.memory_mb is not None and row.memory_mb is None:
-        row.memory_mb, row.memory_source = report_.memory_mb, report_.memory_source
-    if row.n_images == 0:
-        row.failed = True
-    if scores:
-        summary.per_image_scores[v.id] = scores
-        row.metrics = _aggregate([ImageScore.from_json(x) for x in scores.values()], n_boot, cfg.seed, aggregate)
-        if calibrated:
-            row.calibrated_on = len(calibrated)
-            row.add_flag(labels.calibrated_on(len(calibrated)))
-            held = [ImageScore.from_json(x) for k, x in scores.items() if k not in calibrated]
-            if held:
-                row.metrics_held_out = _aggregate(held, n_boot, cfg.seed, aggregate)
-    if gt_scores:
-        summary.per_image_gt_scores[v.id] = gt_scores
-        row.metrics_gt = _aggregate([ImageScore.from_json(x) for x in gt_scores.values()], n_boot, cfg.seed,
-                                    aggregate)
-    higher = HIGHER_IS_BETTER.get(cfg.quality_metric, True)
-    scored.sort(key=lambda t: t[0], reverse=not higher)
-    worst = scored[:WORST_PER_VARIANT] if row.ranks_on_quality and not row.is_reference else []
-    plan.scored = True
-    return csv_rows, worst
-
-
-def _aggregate(scores: list, n_boot: int, seed: int, aggregate: Callable) -> dict[str, dict]:
-    return {k: x for k, x in aggregate(scores, n_boot=n_boot, seed=seed).items() if isinstance(x, dict)}
-
-
-def _worst_gallery(worst: list[tuple[float, Any, np.ndarray, np.ndarray]], metric: str, memo: _ImageMemo) -> list[dict]:
-    from studio.visuals import error_overlay
-
-    items = []
-    for value, sample, alpha, ref in worst:
-        try:
-            overlay = error_overlay(memo.get(sample), alpha, ref)
-        except StudioError:
-            continue
-        items.append({"image": sample.id, "metric": metric, "value": value, "png": report.thumbnail_b64(overlay)})
-    return items
-
-
-# --- the run -------------------------------------------------------------------------------------
-
-def _hold_out(dataset: Any, variants: list[Variant], cfg: SuiteConfig) -> tuple[Any, dict[str, Any]]:
-    """The dataset less every image a build of the run was calibrated on (then the --limit)."""
-    from studio.bench.contamination import calibration_hashes
-    from studio.data import subset
-
-    seen: set[str] = set()
-    unknown = []
-    for v in variants:
-        hashes = calibration_hashes(v)
-        if hashes is None:
-            unknown.append(v.id)
-        else:
-            seen |= hashes
-    keep = [s for s in dataset if s.content_hash not in seen]
-    if not keep:
-        raise StudioError(f"{dataset.name}: every image was a calibration image of a build in this run")
-    note = {"excluded": len(dataset) - len(keep), "of": len(dataset), "unknown_calibration": unknown}
-    ds = dataclasses.replace(dataset, samples=keep, notes=[*dataset.notes, f"held out: {note['excluded']} "
-                                                            f"calibration images excluded"])
-    if cfg.limit:
-        ds = subset(ds, int(cfg.limit), cfg.seed)
-    return ds, note
-
-
-def _select(cfg: SuiteConfig) -> tuple[list[Variant], list[dict[str, str]]]:
-    sel = inventory.select_runnable(cfg.models, cfg.device) if cfg.models else \
-        inventory.Selection(inventory.installed_variants(), [])
-    variants = list(sel.runnable)
-    if cfg.reference:
-        ref = load_zoo().get(cfg.reference)
-        variants = [ref, *[v for v in variants if v.id != ref.id]]  # the reference runs first
-    return variants, [{"id": v.id, "why": why} for v, why in sel.skipped]
-
-
-def run_suite(cfg: SuiteConfig, progress: Progress | None = None, show_bars: bool = True,
-              n_boot: int = 1000, keep_loaded: bool = False, executor: Any = None) -> Summary:
-    """Run the benchmark and write per_image.csv, summary.json, scores.json and report.html to cfg.out.
-
-    `keep_loaded` leaves the runners in the shared pool (the app); the CLI frees each model
-    after its variant so a sweep holds one at a time."""
-    from studio.data import open_dataset
-
-    t_start = time.perf_counter()
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    dataset = open_dataset(cfg.dataset, limit=None if cfg.held_out else cfg.limit, seed=cfg.seed,
-                           unlabelled=bool(cfg.reference))
-    if not cfg.reference and not dataset.has_references:
-        raise StudioError(f"{dataset.name}: no reference masks; score against a model instead with "
-                          "--reference VARIANT (e.g. --reference isnet-general-use)")
-    variants, skipped = _select(cfg)
-    held_out = _hold_out(dataset, variants, cfg) if cfg.held_out else None
-    if held_out is not None:
-        dataset = held_out[0]
-    owned = executor is None  # made here: closed here (a local Ray cluster is shut down)
-    executor = executor or make_executor(cfg.executor, keep_loaded=keep_loaded, address=cfg.ray_address)
-    sitting = open_sitting(out, cfg)
-    summary = Summary(
-        created=time.strftime("%Y-%m-%d %H:%M:%S"), config=cfg.to_json(), environment=environment(cfg, executor),
-        dataset={"name": dataset.name, "root": str(dataset.root) if dataset.root else None,
-                 "n_images": len(dataset), "n_with_masks": sum(1 for s in dataset if s.has_reference),
-                 "catalog_name": dataset.catalog_name, "held_out": held_out[1] if held_out else None,
-                 "flags": ([f"{len(dataset.unpaired)} unpaired files skipped"] if dataset.unpaired else [])
-                 + ([f"held out: {held_out[1]['excluded']} calibration images excluded"] if held_out else [])},
-        reference=reference_variant(cfg.reference) if cfg.reference else {"kind": "ground_truth"},
-        skipped=skipped,
-        run={"sitting": sitting["id"], "sitting_started": sitting["started"], "resumed": sitting["resumed"]},
-    )
-    for s in skipped:
-        _emit(progress, stage="skipped", variant=s["id"], message=f"skipped {s['id']}: {s['why']}")
-    memo = _ImageMemo()
-    plans = [_plan(v, dataset, cfg, sitting["id"]) for v in variants]
-    by_id = {p.variant.id: p for p in plans}
-    if cfg.reference:
-        by_id[cfg.reference].row.is_reference = True
-        by_id[cfg.reference].row.add_flag("reference")
-    for i, p in enumerate(plans):
-        t_cold = time.perf_counter()
-        _cold_start(p, cfg, sitting["id"], memo, progress, i, len(plans), executor)
-        p.cold_wall_s = time.perf_counter() - t_cold
-        summary.upsert(p.row)
-
-    csv_rows: list[dict] = []
-    worst_all: dict[str, list[dict]] = {}
-    bars: dict[str, Any] = {}
-    ref_plan = by_id.get(cfg.reference) if cfg.reference else None
-
-    def load_reference(sample: Any) -> np.ndarray | None:
-        from studio.metrics import agreement_reference
-
-        entry = ref_plan.cache.get(sample.content_hash) if ref_plan and ref_plan.cache else None
-        return agreement_reference(entry.alpha) if entry is not None else None
-
-    # the reference's mask of each image, read and prepared once for every variant (a uint8
-    # mask is a third of the RGB image's bytes)
-    reference_alpha = _ImageMemo(load_reference, IMAGE_MEMO_BYTES / 3).get
-
-    def write_partial() -> None:
-        report.write_csv(out / "per_image.csv", csv_rows)
-        report.write_summary(out / "summary.json", summary)  # partial results survive a kill
-
-    def score_ready() -> None:
-        ref_done = ref_plan is None or ref_plan.scored or ref_plan.row.failed
-        for p in plans:
-            if p.scored or p.cache is None or (p.report is None and p.job is not None):
-                continue
-            if p is not ref_plan and not ref_done:
-                continue
-            rows, worst = _score_plan(p, cfg, summary, sitting["id"], reference_alpha, memo, n_boot)
-            csv_rows.extend(rows)
-            if worst:
-                worst_all[p.variant.id] = _worst_gallery(worst, cfg.quality_metric, memo)
-            write_partial()
-            if p is ref_plan:
-                ref_done = True
-
-    # a cluster runs variants side by side: one bar for all its images (tqdm on the driver)
-    one_bar = show_bars and getattr(executor, "one_bar", False)
-    if one_bar:
-        bars["*"] = tqdm(total=sum(p.job.n_images for p in plans if p.job is not None and not p.row.failed),
-                         desc=f"{executor.name}", unit="img", leave=True, dynamic_ncols=True)
-
-    def on_image(res: ImageResult) -> None:
-        p = by_id[res.variant_id]
-        if res.error is not None:
-            p.image_errors[res.sample_id] = res.error
-        elif res.store:
-            sample = next(s for s in p.samples if s.id == res.sample_id)
-            p.cache.put(sample.content_hash, res.alpha, res.runs, sitting=sitting["id"], node=res.node)
-        else:
-            sample = next(s for s in p.samples if s.id == res.sample_id)
-            p.cache.retime(sample.content_hash, res.runs, sitting["id"], res.node)
-            p.retimed[res.sample_id] = res.runs
-        bar = bars.get("*" if one_bar else res.variant_id)
-        if bar is not None:
-            bar.update(1)
-
-    def on_job_done(rep: JobReport) -> None:
-        p = by_id[rep.variant_id]
-        p.report = rep
-        if rep.error:
-            p.row.failed = True
-            p.row.errors.append({"image": None, "error": rep.error})
-        bar = bars.pop(rep.variant_id, None)
-        if bar is not None:
-            bar.close()
-        done = sum(1 for q in plans if q.report is not None or q.job is None)
-        _emit(progress, stage="variant", variant=rep.variant_id, done=done, total=len(plans),
-              message=f"{rep.variant_id} done" + (f": failed: {rep.error}" if rep.error else ""))
-        score_ready()
-
-    def on_event(**ev: Any) -> None:
-        vid = ev.get("variant")
-        if one_bar and ev.get("stage") == "cluster":
-            bars["*"].set_postfix_str(str(ev.get("message") or ""), refresh=True)
-        if ev.get("stage") == "loading" and show_bars and not one_bar and vid in by_id and vid not in bars:
-            idx = plans.index(by_id[vid])
-            bars[vid] = tqdm(total=by_id[vid].job.n_images, desc=f"[{idx + 1}/{len(plans)}] {vid}", unit="img",
-                             leave=True, dynamic_ncols=True)
-        _emit(progress, **ev)
-
-    jobs = [p.job for p in plans if p.job is not None and not p.row.failed]
-    for p in plans:  # failed before running: nothing to execute
-        if p.job is None or p.row.failed:
-            p.report = p.report or JobReport(p.variant.id)
-    try:
-        executor.run(jobs, memo.get, on_image, on_job_done, on_event)
-    except BaseException:
-        if owned and hasattr(executor, "close"):
-            executor.close()
-        raise
-    finally:
-        if one_bar:
-            bars.pop("*").close()
-    if hasattr(executor, "run_stats"):  # workers, retries, lost nodes (Ray)
-        summary.run["executor"] = executor.run_stats()
-    score_ready()
-
-    attach_preference(summary)
-    summary.recommendation = recommend(summary, cfg.budget_p95_ms, cfg.budget_memory_mb, cfg.price_per_hour,
-                                       cfg.quality_metric, cfg.tolerance)
-    _emit(progress, stage="report", done=len(plans), total=len(plans), message="writing the report")
-    atomic_write_json(out / "scores.json", {"reference": summary.reference, "scores": summary.per_image_scores,
-                                            "gt_scores": summary.per_image_gt_scores}, indent=None)
-    wall = time.perf_counter() - t_start
-    cold_s = sum(r.timing.get("cold_start_s", 0.0) for r in summary.variants)
-    model_s = sum(r.timing.get("model_s", 0.0) + r.timing.get("warmup_s", 0.0) for r in summary.variants)
-    summary.run.update({"wall_s": wall, "cold_start_s": cold_s, "model_s": model_s,
-                        "overhead_ratio": (wall - cold_s) / model_s if model_s > 0 else None,
-                        "all_ran": all(not r.errors and not r.failed for r in summary.variants)})
-    write_partial()
-    report.write_html(out / "report.html", summary, worst_all)
-    sitting["complete"] = True
-    atomic_write_json(out / SITTING_FILE, sitting)
-    if owned and hasattr(executor, "close"):
-        executor.close()  # after the wall time: shutting a local Ray cluster down is teardown
-    return summary
-
-
-def attach_preference(summary: Summary, db_path: str | Path | None = None) -> None:
-    """Each row's human preference from the arena's blind votes among the run's trained
-    variants (ratings are relative to that set); rows without votes get none."""
-    from studio.arena.ratings import preference
-
-    ids = [r.id for r in summary.variants if not r.untrained]
-    try:
-        prefs = preference(ids, db_path=db_path) if ids else {}
-    except Exception as exc:  # a broken votes file must not break a benchmark
-        summary.run["preference_error"] = f"{type(exc).__name__}: {exc}"
-        return
-    for r in summary.variants:
-        p = prefs.get(r.id)
-        r.preference = p if p and p.get("votes") else None
-
-
-def load_summary(path: str | Path) -> Summary:
-    """A past run's summary.json (or its folder), with per-image scores when they were kept."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "summary.json"
-    summary = Summary.from_json(json.loads(p.read_text()))
-    scores = p.parent / "scores.json"
-    if scores.is_file():
-        raw = json.loads(scores.read_text())
-        if "scores" in raw and isinstance(raw.get("scores"), dict):
-            summary.per_image_scores = raw["scores"]
-            summary.per_image_gt_scores = raw.get("gt_scores") or {}
-        else:  # files written before the reference was recorded
-            summary.per_image_scores = raw
-    return summary
-
-
-def list_runs(results_dir: str | Path | None = None) -> list[Path]:
-    """summary.json files under the results folder, newest first."""
-    root = Path(results_dir) if results_dir else settings.results_dir()
-    if not root.is_dir():
-        return []
-    found = [p for p in root.glob("**/summary.json") if "cache" not in p.parts]
-    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 def exit_code(summary: Summary) -> int:

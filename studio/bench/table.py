@@ -49,7 +49,10 @@ def columns(metrics: tuple[str, ...] | list[str] = HEADLINE_METRICS, p99: bool =
         cols.append(Column("preference", "pref",
                            "human preference: arena rating from blind A/B votes (Elo scale), votes in brackets"))
     cols += [Column("p50", "p50 ms", "median warm latency per image (pre + inference + post), this run"),
-             Column("p95", "p95 ms", "95th percentile warm latency per image, this run")]
+             Column("p95", "p95 ms", "95th percentile warm latency per image, this run"),
+             Column("speedup", "speed ×", "speed-up against the best-scoring variant (labels-free: the reference), "
+                                          "median of per-round ratios in the interleaved timing, 95 % CI on hover; "
+                                          "'≈' where the CI holds 1 (equally fast)")]
     if p99:
         cols.append(Column("p99", "p99 ms", "99th percentile warm latency per image, this run"))
     cols += [Column("ips", "img/s", "throughput, one request at a time"),
@@ -68,11 +71,21 @@ def _num(x: float | None, digits: int) -> Cell:
 
 
 def _mark(r: VariantRow, rec: dict[str, Any]) -> str:
-    if r.id == rec.get("best"):
+    if r.id == rec.get("recommended", rec.get("best")):
         return "★"
     if any(e["id"] == r.id for e in rec.get("equivalent") or []):
         return "≈"
     return ""
+
+
+def _speedup_cell(r: VariantRow) -> Cell:
+    sp = (r.timing or {}).get("speedup_vs")
+    if not sp:
+        return Cell(None, "1×" if (r.timing or {}).get("interleaved") else "—")
+    lo, hi = sp["ci95"]
+    mark = "≈" if lo <= 1.0 <= hi else ""
+    return Cell(round(sp["median"], 3), f"{mark}{sp['median']:.2f}×",
+                f"95 % CI {lo:.2f}–{hi:.2f} against {sp['anchor']}, {sp['n']} interleaved rounds")
 
 
 def _preference_cell(r: VariantRow) -> Cell:
@@ -98,6 +111,8 @@ def _metric_cell(r: VariantRow, metric: str) -> Cell:
         tip += f"; held-out part (not calibration images): {held:.4f}"
     if r.untrained:
         tip = "untrained weights: not a quality score"
+    if r.agreement_floor:
+        tip = f"the agreement floor: {r.id} against itself under ±1 grey-level input noise; " + tip
     return Cell(round(q, 4), f"{q:.4f}", tip, muted=r.untrained)
 
 
@@ -110,12 +125,14 @@ def row_cells(r: VariantRow, columns_: list[Column], rec: dict[str, Any], price:
     values: dict[str, Cell] = {
         "mark": Cell(_mark(r, rec), _mark(r, rec)),
         "variant": Cell(r.id, r.id + (f"  {labels.UNTRAINED_SHORT}" if r.untrained else "")
-                        + ("  (reference)" if r.is_reference else "")),
+                        + (("  (reference: floor)" if r.agreement_floor else "  (reference)")
+                           if r.is_reference else "")),
         "images": Cell(r.n_images, f"{r.n_images}" + (f" ({r.n_scored})" if r.n_scored != r.n_images else "")),
         "errors": Cell(len(r.errors), str(len(r.errors))),
         "p50": _num(lat.p50_ms if lat else None, 0),
         "p95": _num(lat.p95_ms if lat else None, 0),
         "p99": _num(lat.p99_ms if lat else None, 0),
+        "speedup": _speedup_cell(r),
         "ips": _num(r.throughput_ips, 2),
         "cold": _num(cold, 1),
         "memory": _num(r.memory_mb, 0),
@@ -152,7 +169,8 @@ def legend(cols: list[Column], reference_id: str | None = None) -> list[str]:
     """Three lines saying what the columns mean: marks, metrics, and the rest."""
     metric_cols = [c for c in cols if c.key in METRIC_LABELS]
     other = [c for c in cols if c.key not in METRIC_LABELS and c.key not in ("mark", "variant")]
-    against = f"agreement with {reference_id}" if reference_id else "against the reference masks"
+    against = (f"agreement with {reference_id}; {reference_id}'s own row is the agreement floor, {reference_id} "
+               "against itself under ±1 grey-level input noise" if reference_id else "against the reference masks")
     mark = next((c for c in cols if c.key == "mark"), None)
     lines = [f"Marks: {mark.legend}"] if mark else []
     if metric_cols:

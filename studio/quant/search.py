@@ -49,7 +49,7 @@ import numpy as np
 import onnx
 
 from studio.errors import StudioError
-from studio.quant.recipe import Recipe, write_recipe_file
+from studio.recipe import Recipe, write_recipe_file
 from studio.zoo import Variant, load_zoo
 
 # Ops a unit can be made of: those ORT's quantizer turns into int8 work. Activations it fuses
@@ -160,7 +160,7 @@ def default_base(source: str) -> Recipe:
     """The zoo's int8-static recipe for `source` when there is one, else the defaults."""
     for v in load_zoo().variants.values():
         if v.derived_from == source and v.recipe is not None:
-            r = Recipe.from_dict(v.recipe)
+            r = v.recipe
             if r.kind == "int8-static":
                 return r.with_params(**{"quantize.nodes_in_float": []})
     return Recipe.from_dict({"kind": "int8-static"})
@@ -227,7 +227,8 @@ class Evaluator:
         self.all_nodes = [n.name for n in model.graph.node]
 
     def _mattes(self, model_path: str, idx: list[int] | None = None) -> list[np.ndarray]:
-        from studio.backends.onnx import create_session, postprocess
+        from studio.backends.onnx import create_session
+        from studio.prepost import levels_to_alpha, postprocess
 
         sess = create_session(model_path, "cpu", self.threads)
         out = []
@@ -235,7 +236,7 @@ class Evaluator:
             im, feed = self.images[i], self.feeds[i]
             pred = sess.run(None, feed)[0]
             h, w = im.shape[:2]
-            out.append(postprocess(pred[0, 0], (w, h), self.variant.postprocess))
+            out.append(levels_to_alpha(postprocess(pred[0, 0], (w, h), self.variant.postprocess)))
         return out
 
     def probe(self, count: int) -> list[int]:
@@ -277,24 +278,19 @@ class Evaluator:
 
     def time_models(self, paths: dict[str, Path], rounds: int, image: int = 0, gap: float = 0.02
                     ) -> dict[str, list[float]]:
-        """Seconds per run of each model on one image, in interleaved rounds (the order turns
-        each round, so no model always runs after the same one); a short pause between runs
-        lets the last session's spinning threads go quiet."""
+        """Seconds per run of each model on one image, in interleaved rounds (`studio.timing`: a
+        shuffled order each round, so no model always runs after the same one); a short pause
+        between runs lets the last session's spinning threads go quiet. Lists are in round order,
+        so index i of two models is the same round (paired)."""
         from studio.backends.onnx import create_session
+        from studio.timing import interleave
 
         sessions = {k: create_session(str(p), "cpu", self.threads) for k, p in paths.items()}
         feed = self.feeds[image]
         for sess in sessions.values():
             sess.run(None, feed)  # warm-up
-        names = list(sessions)
-        times: dict[str, list[float]] = {k: [] for k in names}
-        for r in range(rounds):
-            for k in names[r % len(names):] + names[:r % len(names)]:
-                time.sleep(gap)
-                t0 = time.perf_counter()
-                sessions[k].run(None, feed)
-                times[k].append(time.perf_counter() - t0)
-        return times
+        res = interleave({k: (lambda f, s=s: s.run(None, f)) for k, s in sessions.items()}, [feed], rounds, gap=gap)
+        return {k: res.samples(k) for k in sessions}
 
 
 # --- the search ---------------------------------------------------------------------------------
@@ -452,7 +448,7 @@ def search(source: str, base: Recipe, budget: float = 0.985, min_budget: float |
     if src.backend != "onnx":
         raise StudioError(f"the sensitivity search works on ONNX variants; {source} is {src.backend}")
     pv = Variant(**{**vars(src), "id": f"{source}-search", "derived_from": source,
-                       "recipe": base.canonical(), "precision": "int8-static"})
+                       "recipe": base, "precision": "int8-static"})
     src_rec = ensure_source(pv, progress, threads)
     prepared = prepared_model(Path(src_rec.path), base.params["outputs"], calibration_dir())
     if base.ranges_path is not None:  # the ranges the build will use
