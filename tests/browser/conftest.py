@@ -1,4 +1,5 @@
-"""Browser fixtures: the real app (`python app.py` in a subprocess) and Debian's Chromium.
+"""Browser fixtures: Debian's Chromium, once per session, on the session's app server
+(`app_server` in tests/conftest.py: `python app.py` in a subprocess, shared with the client tests).
 
 Never downloads a browser: without /usr/bin/chromium these tests skip, with the reason.
 """
@@ -15,7 +16,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM.exists():
         pytest.skip(f"needs Debian's Chromium at {CHROMIUM} (apt-get install chromium); not downloading one")

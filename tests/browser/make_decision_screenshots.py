@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from studio import settings  # noqa: E402
-from studio.ui.serve import running_app  # noqa: E402
+from studio.launch import running_app  # noqa: E402
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, wait_for_benchmark  # noqa: E402
 
 REFERENCE = "isnet-general-use"

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from studio.ui.serve import free_port, http_status  # noqa: E402
+from studio.procs import free_port, http_status, stop  # noqa: E402
 from studio.weights import mirror  # noqa: E402
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
@@ -81,15 +81,6 @@ class Space:
                 raise RuntimeError((d / "app.log").read_text()[-3000:])
             time.sleep(0.05)
         return proc, time.perf_counter() - t0, time.time(), url
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def installed(d: Path) -> dict[str, dict]:
