@@ -51,9 +51,9 @@ NON_METRIC_KEYS = {"mark", "variant", "speedup", "images", "errors", "p50", "p95
 # Widths that keep the decision columns inside a 1440 px window; the flags column wraps in what is
 # left (a long flag wraps instead of pushing the table past the window). On a phone the table
 # scrolls inside its own box.
-COLUMN_WIDTHS = {"mark": "34px", "variant": "250px", "speedup": "72px", "images": "64px", "errors": "56px", "p50": "68px",
+COLUMN_WIDTHS = {"mark": "34px", "variant": "240px", "speedup": "72px", "images": "64px", "errors": "56px", "p50": "68px",
                  "p95": "68px", "p99": "68px", "ips": "62px", "cold": "66px", "memory": "72px", "size": "72px",
-                 "cost": "76px", "flags": "220px"}
+                 "cost": "76px", "flags": "190px"}
 METRIC_WIDTH = "118px"  # "IoU agreement" on two lines beside the sort button
 MUTED_STYLE = "color: var(--body-text-color-subdued); font-style: italic; opacity: 0.7"
 
