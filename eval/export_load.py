@@ -27,7 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from studio.export.coldstart import free_port, multipart, proc_mb, wait_listening  # noqa: E402
+from studio.export.coldstart import multipart, proc_mb, wait_listening  # noqa: E402
+from studio.procs import free_port, stop  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -40,8 +41,11 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def run_load(bundle: Path, image: Path, clients: int = 16, requests: int = 10, queue: int = 8,
-             workers: int = 1, only_mask: bool = True, threads: int = 0, rounds: int = 1) -> dict:
+             workers: int = 1, only_mask: bool = True, threads: int = 0, rounds: int = 1,
+             warm_image: Path | None = None) -> dict:
     body, ctype = multipart({"om": "true"} if only_mask else {}, image.read_bytes(), image.name)
+    warm = warm_image or image
+    warm_body, warm_ctype = multipart({"om": "true"} if only_mask else {}, warm.read_bytes(), warm.name)
     port = free_port()
     log = Path(f"/tmp/export-load-{port}.log")
     cmd = [sys.executable, "serve.py", "--port", str(port), "--quiet", "--queue", str(queue),
@@ -58,12 +62,22 @@ def run_load(bundle: Path, image: Path, clients: int = 16, requests: int = 10, q
             if r.status == 200:
                 break
             time.sleep(0.1)
-        conn.request("POST", "/api/remove", body=body, headers={"Content-Type": ctype})
+        conn.request("POST", "/api/remove", body=warm_body, headers={"Content-Type": warm_ctype})
         r = conn.getresponse()
         r.read()
         assert r.status == 200, r.status
         conn.close()
         rss_before = proc_mb(proc.pid, "VmRSS")
+        sampled = [rss_before or 0.0]
+        sampling = threading.Event()
+
+        def sample() -> None:  # the peak during the load itself (VmHWM also holds the start-up's)
+            while not sampling.is_set():
+                sampled.append(proc_mb(proc.pid, "VmRSS") or 0.0)
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
 
         answers: list[tuple[int, float, str | None]] = []
         errors: list[str] = []
@@ -103,13 +117,13 @@ def run_load(bundle: Path, image: Path, clients: int = 16, requests: int = 10, q
                 t.join()
             rss_rounds.append(proc_mb(proc.pid, "VmRSS"))
         wall = time.monotonic() - t0
+        sampling.set()
+        sampler.join()
         rss_after = rss_rounds[-1]
         peak = proc_mb(proc.pid, "VmHWM")
         alive = proc.poll() is None
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=30)
+        stop(proc, grace_s=30)
     ok = [a[1] for a in answers if a[0] == 200]
     busy = [a for a in answers if a[0] == 503]
     by_status: dict[str, int] = {}
@@ -127,7 +141,8 @@ def run_load(bundle: Path, image: Path, clients: int = 16, requests: int = 10, q
         "rounds": rounds, "rss_after_each_round_mb": rss_rounds,
         "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
         "load_average_end": [round(x, 1) for x in os.getloadavg()], "cpu_count": os.cpu_count(),
-        "rss_before_mb": rss_before, "rss_after_mb": rss_after, "peak_rss_mb": peak, "server_alive": alive,
+        "rss_before_mb": rss_before, "rss_after_mb": rss_after, "peak_rss_mb": peak,
+        "peak_rss_during_load_mb": max(sampled), "server_alive": alive,
     }
 
 
@@ -142,17 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=1, help="run the whole load this many times on one server")
     ap.add_argument("--cutout", action="store_true", help="ask for the RGBA cut-out instead of the mask")
+    ap.add_argument("--warm-image", type=Path, help="the image of the first, warm-up request (default: IMAGE)")
     ap.add_argument("--out", type=Path, help="write the results as JSON")
     a = ap.parse_args(argv)
-    runs = [run_load(a.bundle, a.image, a.clients, a.requests, q, a.workers, not a.cutout, a.threads, a.rounds)
-            for q in a.queue]
+    runs = [run_load(a.bundle, a.image, a.clients, a.requests, q, a.workers, not a.cutout, a.threads, a.rounds,
+                     a.warm_image) for q in a.queue]
     print(f"{'queue':>5} {'answers':>7} {'200':>4} {'503':>4} {'errors':>6} {'p50 s':>6} {'p95 s':>6} "
-          f"{'img/s':>6} {'RSS before':>10} {'after':>6} {'peak':>6}")
+          f"{'img/s':>6} {'RSS before':>10} {'peak':>6} {'after':>6} {'VmHWM':>6}")
     for r in runs:
         print(f"{r['queue']:>5} {r['answers']:>7} {r['by_status'].get('200', 0):>4} {r['by_status'].get('503', 0):>4} "
               f"{len(r['errors']):>6} {r['ok_p50_s'] or 0:6.2f} {r['ok_p95_s'] or 0:6.2f} "
-              f"{r['throughput_ok_per_s'] or 0:6.2f} {r['rss_before_mb']:10.0f} {r['rss_after_mb']:6.0f} "
-              f"{r['peak_rss_mb']:6.0f}")
+              f"{r['throughput_ok_per_s'] or 0:6.2f} {r['rss_before_mb']:10.0f} {r['peak_rss_during_load_mb']:6.0f} "
+              f"{r['rss_after_mb']:6.0f} {r['peak_rss_mb']:6.0f}")
         if r["rounds"] > 1:
             print(f"      RSS after each round: {', '.join(f'{x:.0f}' for x in r['rss_after_each_round_mb'])} MB")
     if a.out:

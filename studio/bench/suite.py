@@ -375,7 +375,7 @@ class SuiteRun:
         row.peak_rss_mb = cold.get("peak_rss_mb")
         row.gpu_mb = cold.get("gpu_mb")
         row.memory_mb, row.memory_source = row.peak_rss_mb, "cold-start subprocess peak RSS (whole process)"
-        if cfg.bundle_cold_start and v.backend == "onnx" and not v.requires:
+        if cfg.bundle_cold_start and v.backend in ("onnx", "openvino") and not v.requires:
             bundle = _measured(f"bundle-{row.cache_key}-{sitting}", cfg, f"{v.id}'s exported server",
                                lambda: _measure_bundle(plan, self.memo), plan, self.progress, index, total)
             if bundle is not None:

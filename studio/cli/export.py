@@ -14,12 +14,13 @@ from pathlib import Path
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "export", help="write a serving bundle of an ONNX variant (rembg's HTTP API, no studio, no torch)",
+        "export", help="write a serving bundle of an ONNX Runtime or OpenVINO variant (rembg's HTTP API, no studio, no torch)",
         description="Write a self-contained serving bundle of VARIANT to DIR: the model pre-optimised "
-                    "for ONNX Runtime, its preprocessing (model.json), serve.py (rembg's HTTP API: "
+                    "for ONNX Runtime (or, for an openvino variant, as OpenVINO IR with its compiled "
+                    "model for this CPU), its preprocessing (model.json), serve.py (rembg's HTTP API: "
                     "POST /api/remove, GET /healthz), requirements.txt, a Dockerfile and a README with "
                     "the variant's measured figures. Run it with `python serve.py --port PORT` in DIR.")
-    p.add_argument("variant", metavar="VARIANT", help="an ONNX variant id (see `studio models`)")
+    p.add_argument("variant", metavar="VARIANT", help="a variant id whose runtime is ONNX Runtime or OpenVINO (see `studio models`)")
     p.add_argument("dir", metavar="DIR", type=Path, help="the folder to write (new, or an earlier bundle with --force)")
     p.add_argument("--force", action="store_true", help="replace an earlier bundle in DIR")
     p.add_argument("--no-check", dest="check", action="store_false",

@@ -13,11 +13,13 @@ server process (the parent's clock; CLOCK_MONOTONIC is shared by both processes 
 | `first_request_s` | that first request alone: sent -> answered (waits for the model load) |
 | `warm_request_s` | median of `warm` more requests on the loaded server (same image, same connection) |
 | `interpreter_s` | exec -> serve.py's first line (Python's own start-up) |
-| `phases_s` | the server's start-up marks from exec: `listening`, `runtime_imported` (numpy, onnxruntime), `session_ready`, `imaging_ready` (Pillow configured; a first request may have done it sooner), `warmed_up` (with --warmup) |
+| `phases_s` | the server's start-up marks from exec: `listening`, `runtime_imported` (numpy, the runtime), `session_ready` (the model loaded, compiled or imported), `imaging_ready` (Pillow configured; a first request may have done it sooner), `warmed_up` (with --warmup) |
 | `server_timing_first`, `server_timing_warm` | the answers' Server-Timing split in seconds: read, decode, preprocess, wait (for the model load or a worker), inference, postprocess, encode |
 | `rss_listening_mb`, `rss_first_mb`, `rss_warm_mb` | the server's resident memory at those points |
+| `cpu_first_s` | CPU seconds (user + system, every thread) the server used up to its first answer |
 | `peak_rss_mb` | its high-water mark (VmHWM) after the warm answer |
-| `variant`, `image`, `image_size`, `model_mb`, `warmup`, `command`, `load_average` | what was measured, and how busy the machine was |
+| `health` | the server's /healthz after the warm answer: which model file it loaded, and how (`load_optimization`: an ORT level, or OpenVINO's `compiled` / `imported`) |
+| `variant`, `runtime`, `image`, `image_size`, `model_mb`, `warmup`, `command`, `load_average` | what was measured, and how busy the machine was |
 
 The server is stopped (SIGTERM) before the function returns. Linux only (/proc); the OS file
 cache may hold the model from an earlier run, as it would on a restarted container's host.
@@ -28,7 +30,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -39,17 +40,24 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from studio.procs import free_port, stop
 
 
 def proc_mb(pid: int, field: str) -> float | None:
     from studio.memory import status_mb
 
     return status_mb(field, pid)
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system, all threads) the process has used: on a shared machine the
+    wall clock counts the neighbours' load, this counts only the server's own work."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def multipart(fields: dict[str, str], file_bytes: bytes, filename: str = "image") -> tuple[bytes, str]:
@@ -103,13 +111,15 @@ def measure_bundle(bundle: str | os.PathLike, image: str | os.PathLike, *, warmu
     data = Path(image).read_bytes()
     body, ctype = multipart({}, data, Path(image).name)
     cfg = json.loads((bundle / "model.json").read_text())
+    files = [f for f in (cfg["model_file"], cfg.get("weights_file")) if f]  # an IR's .bin too
     port = free_port()
     cmd = [python or sys.executable, "serve.py", "--port", str(port), "--quiet",
            *(["--warmup"] if warmup else []), *extra_args]
     with tempfile.NamedTemporaryFile(prefix="serve-", suffix=".log", delete=False) as f:
         log = Path(f.name)
     out: dict[str, Any] = {"variant": cfg["variant"], "image": str(image), "warmup": warmup,
-                           "model_mb": round((bundle / cfg["model_file"]).stat().st_size / 1e6, 1),
+                           "model_mb": round(sum((bundle / f).stat().st_size for f in files) / 1e6, 1),
+                           "runtime": cfg.get("runtime", "onnxruntime"),
                            "command": " ".join(["python", *cmd[1:]])}
     with open(log, "wb") as logf:
         t_exec = time.monotonic()
@@ -128,6 +138,7 @@ def measure_bundle(bundle: str | os.PathLike, image: str | os.PathLike, *, warmu
         out["first_request_s"] = t_first - t_send
         out["server_timing_first"] = server_timing(headers.get("server-timing"))
         out["rss_first_mb"] = proc_mb(proc.pid, "VmRSS")
+        out["cpu_first_s"] = proc_cpu_s(proc.pid)
         import io
 
         from PIL import Image
@@ -151,17 +162,13 @@ def measure_bundle(bundle: str | os.PathLike, image: str | os.PathLike, *, warmu
         conn.close()
         t_script = health["t_start_monotonic"]
         out["interpreter_s"] = t_script - t_exec
+        out["health"] = {k: health.get(k) for k in ("model_file", "load_optimization", "compiled_fallback")
+                         if health.get(k) is not None}
         out["load_average"] = [round(x, 1) for x in os.getloadavg()]
         out["phases_s"] = {k: round(t_script - t_exec + v, 4) for k, v in health["startup_s"].items()}
         return out
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc, grace_s=10)
         log.unlink(missing_ok=True)
 
 
