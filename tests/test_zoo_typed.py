@@ -43,9 +43,13 @@ def test_every_shipped_variant_is_typed():
         assert isinstance(v.options, expected.get(v.backend, BACKENDS[v.backend].options)), v.id
         assert v.recipe is None or isinstance(v.recipe, Recipe), v.id
         assert v.runtime == BACKENDS[v.backend].runtime
-    cpu = load_zoo().get("isnet-general-use-cpu")
-    assert cpu.options.ort.optimized_model is True and cpu.options.ort.level == "all"
-    assert cpu.recipe.kind == "int8-static" and cpu.recipe.file.name == "isnet-general-use-cpu.yaml"
+    # the shipped CPU pick runs its QDQ file on OpenVINO; the same build on ONNX Runtime keeps its settings
+    cpu, ort_cpu = load_zoo().get("isnet-general-use-cpu"), load_zoo().get("isnet-general-use-cpu-ort")
+    assert cpu.runtime == "openvino" and cpu.options.precision == "f32"
+    assert ort_cpu.options.ort.optimized_model is True and ort_cpu.options.ort.level == "all"
+    for v in (cpu, ort_cpu):
+        assert v.recipe.kind == "int8-static" and v.recipe.file.name == "isnet-general-use-cpu.yaml"
+    assert cpu.recipe == ort_cpu.recipe  # one build, two runtimes
     assert load_zoo().get("inspyrenet-fast-compile").options.compile is True
     assert load_zoo().get("grabcut").options == GrabCutOptions(margin=0.05, iterations=5, max_side=512)
     assert load_zoo().get("isnet-general-use").preprocess.scale == "max"

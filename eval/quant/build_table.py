@@ -1,20 +1,25 @@
-"""The build table: IS-Net at every resolution x precision, side by side, held-out images only.
+"""The build table: IS-Net at every resolution x precision x runtime, side by side, held-out images only.
 
-    python eval/quant/build_table.py                         # sod-dev + embedded, 2 threads, 9 rounds
+    python eval/quant/build_table.py                         # sod-dev + embedded, 2 threads, 15 rounds
+    python eval/quant/build_table.py --sizes 1024            # 1024 only (fp32, int8, both runtimes)
     python eval/quant/build_table.py --limit 8 --rounds 3    # a smoke run
 
 Rows: fp32 and int8-static at 1024 (the zoo's) and at 896, 768, 640 and 512 (the
-`resize-input` variants and their int8-static builds), the shipped CPU pick, fp32 on
-+-1-grey-level noise (the agreement floor), and any recipe files given with --tried (built
-as ad-hoc variants of fp32 at 1024) or zoo variants given with --extra.
+`resize-input` variants and their int8-static builds), the OpenVINO variants (fp32 on
+OpenVINO, the NNCF int8 IR), the shipped CPU pick and the ONNX Runtime QDQ build, the same
+files on the other runtime (--twins: ID:BACKEND, a model file on two runtimes is two rows),
+fp32 on +-1-grey-level noise (the agreement floor), and any recipe files given with --tried
+(built as ad-hoc variants of fp32 at 1024) or zoo variants given with --extra.
 
-For each: size, p50 model time and whole-predict time (rounds interleaved across every build
-in one process, one held-out image, same threads), speed-up over fp32 at 1024 from those,
+For each: the runtime, size, p50 model time and whole-predict time (rounds interleaved across
+every build in one process, on --timing-images held-out images, same threads), speed-up over
+ONNX Runtime fp32 at 1024 from those (and the paired median of per-round ratios with its
+bootstrap 95 % interval),
 IoU and MAE against ground truth with bootstrap 95 % intervals, the paired-bootstrap IoU
 difference from fp32 at 1024, and agreement with fp32 at 1024 (mask IoU at 0.5: pooled over
 the images, with its bootstrap interval, and the per-image mean, median and worst). Quality
 is on the sod-dev images held out from ALL calibration images of every static build in the
-table, and on the embedded sample (no build calibrates on it). Predictions are cached under
+table, and on the embedded sample (builds that calibrate on it are left out of that part). Predictions are cached under
 --out by artifact hash, session settings and image hash, so a rerun only times.
 Writes build_table.md and build_table.json.
 """
@@ -26,7 +31,6 @@ import hashlib
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,36 +39,51 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from eval.quant.outputs import command_line, run_meta, write_tables  # noqa: E402
-from studio import artifacts, engine, settings  # noqa: E402
+from studio import artifacts, settings  # noqa: E402
+from studio.backends.onnx import ort_options  # noqa: E402
 from studio.quant import builds  # noqa: E402
 from studio.quant.agreement import compare_mattes, predict_images  # noqa: E402
 from studio.quant.images import ImageSet  # noqa: E402
-from studio.quant.recipe import load_recipe_file  # noqa: E402
+from studio.recipe import load_recipe_file  # noqa: E402
+from studio.timing import interleave, speed_ratio  # noqa: E402
 from studio.zoo import load_zoo  # noqa: E402
 
 REFERENCE = "isnet-general-use"
 SIZES = (1024, 896, 768, 640, 512)
-PICK = "isnet-general-use-cpu"  # the shipped CPU pick (models/zoo.d/resolution.yaml)
+PICK = "isnet-general-use-cpu"  # the shipped CPU pick (models/zoo.d/openvino.yaml since issue 20)
+# the other 1024 int8 candidates for the pick, on whichever runtime the zoo gives them
+CANDIDATES = ("isnet-general-use-ov", "isnet-general-use-ov-int8", "isnet-general-use-cpu-ort")
+RUNTIMES = {"onnx": "ONNX Runtime", "openvino": "OpenVINO"}
 NOISE_ID = "isnet-general-use@noise1"
 N_BOOT = 1000
 
 
-def resolution_rows() -> list[tuple[str, str]]:
-    out = []
-    for s in SIZES:
+def resolution_rows(sizes: tuple[int, ...] = SIZES, int8: bool = True) -> list[tuple[str, str]]:
+    out = [(REFERENCE, "fp32 1024")]  # the anchor, always
+    for s in sizes:
         fp32 = REFERENCE if s == 1024 else f"{REFERENCE}-{s}"
         q = f"{REFERENCE}-int8-static" if s == 1024 else f"{REFERENCE}-{s}-int8-static"
-        out += [(fp32, f"fp32 {s}"), (q, f"int8-static {s}")]
+        out += [(fp32, f"fp32 {s}")] if s != 1024 else []
+        out += [(q, f"int8-static {s}")] if int8 else []
     return out
 
 
-def variants_to_run(tried: list[Path], extra: list[str]) -> list[tuple[object, str]]:
+def variants_to_run(tried: list[Path], extra: list[str], sizes: tuple[int, ...] = SIZES,
+                    twins: list[str] | None = None, int8: bool = True) -> list[tuple[object, str]]:
     from studio.quant.builds import adhoc_variant
 
     zoo = load_zoo()
-    out = [(zoo.get(vid), label) for vid, label in resolution_rows()]
+    out = [(zoo.get(vid), label) for vid, label in resolution_rows(sizes, int8)]
+    for vid in CANDIDATES:
+        if vid in zoo.variants:
+            out.append((zoo.get(vid), {"isnet-general-use-ov": "fp32 1024",
+                                       "isnet-general-use-ov-int8": "NNCF int8 1024"}.get(vid, "int8-static QDQ 1024")))
     if PICK in zoo.variants:
         out.append((zoo.get(PICK), "the shipped CPU pick"))
+    for spec in twins if twins is not None else default_twins(zoo):
+        vid, _, backend = spec.partition(":")
+        twin = runtime_twin(zoo.get(vid), backend)
+        out.append((twin, f"the file of `{vid}`"))
     for vid in extra:
         out.append((zoo.get(vid), vid))
     for path in tried:
@@ -74,8 +93,36 @@ def variants_to_run(tried: list[Path], extra: list[str]) -> list[tuple[object, s
     return out
 
 
+TWIN_OF: dict[str, object] = {}  # twin id -> the variant whose file it runs
+
+
+def default_twins(zoo) -> list[str]:
+    """The ONNX Runtime int8 QDQ file at 1024 also on OpenVINO, unless a zoo variant already runs
+    that build there (the pick does: isnet-general-use-cpu is isnet-general-use-cpu-ort's file)."""
+    for vid in ("isnet-general-use-cpu-ort", PICK):
+        if vid in zoo.variants and zoo.get(vid).backend == "onnx":
+            v = zoo.get(vid)
+            on_ov = [w for w in zoo.variants.values() if w.backend == "openvino" and w.derived_from == v.derived_from
+                     and w.recipe is not None and w.recipe == v.recipe]
+            return [] if on_ov else [f"{vid}:openvino"]
+    return []
+
+
+def runtime_twin(v, backend: str):
+    """`v`'s own file on another runtime: a variant of that backend (its default options, f32),
+    whose artifact is `v`'s (so it is timed and scored on the very same bytes)."""
+    import dataclasses
+
+    if backend not in RUNTIMES or backend == v.backend:
+        raise SystemExit(f"--twins {v.id}:{backend}: the backend must be another of {', '.join(RUNTIMES)}")
+    twin = dataclasses.replace(v, id=f"{v.id}@{backend}", backend=backend, options=None, recipe=None,
+                               derived_from=None)
+    TWIN_OF[twin.id] = v
+    return twin
+
+
 def artifact(v) -> tuple[Path, str]:
-    rec = artifacts.require(v, verify=False)
+    rec = artifacts.require(TWIN_OF.get(v.id, v), verify=False)
     return Path(rec.path), rec.sha256
 
 
@@ -86,7 +133,8 @@ class PredictionStore:
         self.root = root
 
     def _path(self, v, sha: str, image_hash: str) -> Path:
-        tag = hashlib.sha256(json.dumps([sha, v.input_size, v.preprocess, v.postprocess, v.options],
+        tag = hashlib.sha256(json.dumps([sha, v.input_size, v.preprocess.to_dict(), v.postprocess.to_dict(),
+                                         v.options.to_dict()],
                                         sort_keys=True, default=str).encode()).hexdigest()[:16]
         return self.root / tag / f"{image_hash[:24]}.png"
 
@@ -111,32 +159,33 @@ class PredictionStore:
         return out
 
 
-def time_interleaved(variants: list, image: np.ndarray, threads: int, rounds: int, gap: float = 0.05
+def time_interleaved(variants: list, images: list[np.ndarray], threads: int, rounds: int, gap: float = 0.05
                      ) -> dict[str, dict]:
-    """p50 of the model run and of the whole predict, rounds interleaved across builds (the
-    order turning each round), a short pause before each run."""
+    """p50 of the model run and of the whole predict, rounds interleaved across builds (a shuffled
+    order each round, `studio.timing.interleave`), a short pause before each run. Every round
+    runs every build on one image; `rounds` rounds per image."""
+    from studio.backends import create_runner
+
     runners = {}
     for v in variants:
-        runners[v.id], _ = engine.load_runner(v, "cpu", threads, verify=False)
-        runners[v.id].predict(image)  # warm-up
-    ids = [v.id for v in variants]
-    times: dict[str, dict[str, list[float]]] = {i: {"inference": [], "total": [], "pre_post": []} for i in ids}
-    for r in range(rounds):
-        for vid in ids[r % len(ids):] + ids[:r % len(ids)]:
-            time.sleep(gap)
-            t0 = time.perf_counter()
-            m = runners[vid].predict(image)
-            times[vid]["total"].append(time.perf_counter() - t0)
-            times[vid]["inference"].append(m.timings["inference"])
-            times[vid]["pre_post"].append(m.timings["preprocess"] + m.timings["postprocess"])
+        path, sha = artifact(v)  # a twin loads its partner's file
+        runners[v.id] = create_runner(v, path, "cpu", threads, weights_sha256=sha)
+        runners[v.id].predict(images[0])  # warm-up (and OpenVINO's compile)
+    res = interleave({vid: (lambda img, r=r: r.predict(img).timings) for vid, r in runners.items()}, images, rounds,
+                     gap=gap)
     for r in runners.values():
         r.close()
     out = {}
-    for vid, t in times.items():
-        ratios = [a / b for a, b in zip(times[REFERENCE]["inference"], t["inference"], strict=True)]
-        out[vid] = {k: statistics.median(x) for k, x in t.items()} | {
-            "rounds": rounds, "speedup_paired": statistics.median(ratios),
-            "faster_share": sum(x > 1 for x in ratios) / len(ratios)}
+    for vid in runners:
+        inference = res.samples(vid, "inference")
+        pre_post = [p + q for p, q in zip(res.samples(vid, "preprocess"), res.samples(vid, "postprocess"), strict=True)]
+        ratios = res.ratios(vid, REFERENCE, "inference")
+        paired = speed_ratio(ratios)
+        out[vid] = {"inference": statistics.median(inference), "total": statistics.median(res.samples(vid)),
+                    "pre_post": statistics.median(pre_post), "rounds": len(ratios),
+                    "speedup_paired": paired["median"], "speedup_paired_ci": paired["ci95"],
+                    "faster_share": sum(x > 1 for x in ratios) / len(ratios),
+                    "load": [min(res.loads), max(res.loads)] if res.loads else None}
     return out
 
 
@@ -175,7 +224,7 @@ def quality(ids: list[str], alphas: dict[str, np.ndarray], ref: dict[str, np.nda
 def held_out_sod(static_recipes: list) -> tuple[list, list[str], ImageSet]:
     """sod-dev less the calibration images of every static build in the table."""
     cal_sets = [ImageSet.from_dict(r.params["calibration"]) for r in static_recipes
-                if r.params["calibration"]["dataset"] == "sod-dev"]
+                if r.params["calibration"]["dataset"] == "sod-dev"]  # the NNCF build's embedded sample holds none
     calib: set[str] = set()
     for c in cal_sets:
         calib |= {s.id for s in c.samples()}
@@ -186,7 +235,14 @@ def held_out_sod(static_recipes: list) -> tuple[list, list[str], ImageSet]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=9, help="timing rounds (interleaved)")
+    ap.add_argument("--rounds", type=int, default=5, help="timing rounds per timing image (interleaved)")
+    ap.add_argument("--timing-images", type=int, default=3, help="held-out images the rounds cycle through")
+    ap.add_argument("--sizes", nargs="*", type=int, default=list(SIZES), help="input sizes of the fp32/int8-static rows")
+    ap.add_argument("--int8-static", action=argparse.BooleanOptionalAction, default=True,
+                    help="the plain int8-static build at each size (default on)")
+    ap.add_argument("--twins", nargs="*", default=None,
+                    help="ID:BACKEND rows: a zoo variant's file on the other runtime (default: the ORT QDQ build "
+                         "on openvino); none with an empty list")
     ap.add_argument("--tried", nargs="*", type=Path, default=[],
                     help="int8-static recipe files to build from fp32 at 1024 and add as rows")
     ap.add_argument("--extra", nargs="*", default=[], help="more zoo variants as rows (e.g. isnet-general-use-fp16)")
@@ -199,15 +255,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cmd = command_line("build_table.py", argv)
 
-    chosen = variants_to_run(args.tried, args.extra)
-    statics = []
+    chosen = variants_to_run(args.tried, args.extra, tuple(args.sizes), args.twins, args.int8_static)
+    statics, embedded_calibrated = [], set()
     for v, _ in chosen:
         if builds.is_derived(v):
-            recipe = load_recipe_file(v.recipe["file"]) if "file" in (v.recipe or {}) else None
-            builds.build(v, progress=True, threads=args.threads, check=False, recipe=recipe)
-            r = recipe or builds.recipe_of(v)
-            if r.kind == "int8-static":
+            builds.build(v, progress=True, threads=args.threads, check=False)
+            r = builds.recipe_of(v)
+            if r.kind in ("int8-static", "nncf-int8"):
                 statics.append(r)
+                if r.params["calibration"]["dataset"] == "embedded":
+                    embedded_calibrated.add(v.id)
     held, calib_ids, cal = held_out_sod(statics)
     from studio.data import open_dataset
 
@@ -232,8 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         alphas[NOISE_ID] = {s.id: a for s, a in zip(samples, got, strict=True)}
     ref = alphas[REFERENCE]
 
-    timing_sample = held[0]
-    timing = time_interleaved([v for v, _ in chosen], images[timing_sample.id], args.threads, args.rounds)
+    timing_samples = held[: max(1, args.timing_images)]
+    timing = time_interleaved([v for v, _ in chosen], [images[s.id] for s in timing_samples], args.threads,
+                              args.rounds)
 
     ref_scores: dict[str, list] = {}
     for part, ss in sets.items():
@@ -245,17 +303,28 @@ def main(argv: list[str] | None = None) -> int:
     for v, vid, label in entries:
         rec = artifacts.installed(v) if v is not None else None
         t = timing.get(vid)
+        if v is not None and vid in TWIN_OF:
+            rec = artifacts.installed(TWIN_OF[vid])
+        backend = v.backend if v is not None else "onnx"
         row = {"id": vid, "label": label, "precision": v.precision if v else "fp32",
+               "runtime": RUNTIMES.get(backend, backend),
                "input_size": list(v.input_size) if v else [1024, 1024],
                "size_mb": round(rec.size / 1e6, 1) if rec else None,
-               "ort": (v.options.get("ort") if v else None) or {},
+               "ort": ort_options(v).to_dict() if v is not None and backend == "onnx" else {},
+               "openvino": v.options.to_dict() if v is not None and backend == "openvino" else {},
                "p50_inference_s": t["inference"] if t else None, "p50_total_s": t["total"] if t else None,
                "p50_pre_post_s": t["pre_post"] if t else None,
                "speedup_inference": timing[REFERENCE]["inference"] / t["inference"] if t else None,
                "speedup_total": timing[REFERENCE]["total"] / t["total"] if t else None,
-               "speedup_paired": t["speedup_paired"] if t else None, "faster_share": t["faster_share"] if t else None}
+               "speedup_paired": t["speedup_paired"] if t else None,
+               "speedup_paired_ci": t["speedup_paired_ci"] if t else None,
+               "faster_share": t["faster_share"] if t else None}
         src = v.derived_from if v is not None and v.precision != "fp32" else None
+        if v is not None and vid in TWIN_OF:
+            src = TWIN_OF[vid].derived_from
         for part, ss in sets.items():
+            if part == "embedded" and vid in embedded_calibrated:
+                continue  # it calibrated on these images: no held-out measure
             if ss:
                 ids = [s.id for s in ss]
                 row[part], _ = quality(ids, alphas[vid], ref, gts, ref_scores[part] if vid != REFERENCE else None)
@@ -266,9 +335,12 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"scored {vid}", flush=True)
 
+    loads = [x for t in timing.values() for x in (t["load"] or [])]
     meta = run_meta(cmd, dataset=cal.dataset, n_held_out=len(held), n_embedded=len(emb),
                     calibration_ids=calib_ids, threads=args.threads, rounds=args.rounds,
-                    timing_image=timing_sample.id, n_boot=N_BOOT)
+                    timing_images=[s.id for s in timing_samples], n_boot=N_BOOT,
+                    load_during_timing=[min(loads), max(loads)] if loads else None,
+                    embedded_calibrated=sorted(embedded_calibrated))
     write_tables(args.out, "build_table", meta, rows, markdown(rows, meta))
     return 0
 
@@ -278,37 +350,47 @@ def _ci(x: list[float], fmt: str = "{:.4f}") -> str:
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
+    timed_on = meta.get("timing_images") or [meta.get("timing_image")]
+    load = meta.get("load_during_timing")
     lines = [
         f"Build table: {meta['dataset']}, {meta['n_held_out']} images held out from the calibration images of every "
         f"static build ({len(meta['calibration_ids'])} excluded), and the embedded sample ({meta['n_embedded']} images). "
-        f"{meta['threads']} threads, {meta['rounds']} interleaved timing rounds on image {meta['timing_image']}; "
-        f"speed-up is against fp32 at 1024 in the same run (model time; the paired median of per-round ratios in brackets).",
+        f"{meta['threads']} threads, {meta['rounds']} interleaved timing rounds on each of images {', '.join(timed_on)}"
+        + (f" (1-minute load average {load[0]:.2f}–{load[1]:.2f})" if load else "") + "; "
+        "speed-up is against ONNX Runtime fp32 at 1024 in the same run (model time; the paired median of per-round "
+        "ratios with its bootstrap 95 % interval in brackets). A model file on two runtimes is two rows.",
         f"Command: `{meta['command']}`",
         "IoU/MAE GT: against the ground-truth masks (PySODMetrics conventions), mean over images with a bootstrap "
         f"95 % interval ({meta['n_boot']} resamples); ΔIoU: paired bootstrap against fp32 at 1024. Agreement: with "
         "fp32 at 1024, mask IoU at 0.5 pooled over the images (all intersections over all unions) with its bootstrap "
         "interval; per-image mean (median, worst) beside it.",
         "",
-        "| build | size MB | p50 model s | p50 predict s | speed-up model (paired) / predict | IoU GT [95 % CI] | "
-        "ΔIoU vs fp32 1024 [95 % CI] | MAE GT [95 % CI] | agree pooled [95 % CI] | agree mean (median, min) | "
-        "agree with own fp32 (pooled) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| build | runtime | size MB | p50 model s | p50 predict s | speed-up model (paired [95 % CI]) / predict | "
+        "IoU GT [95 % CI] | ΔIoU vs fp32 1024 [95 % CI] | MAE GT [95 % CI] | agree pooled [95 % CI] | "
+        "agree mean (median, min) | agree with own fp32 (pooled) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         h = r.get("held_out")
         if not h:
             continue
+        ci = r.get("speedup_paired_ci")
+        paired = f"{r['speedup_paired']:.2f}x" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "") \
+            if r["p50_inference_s"] is not None else ""
         timing = ("— | — | —" if r["p50_inference_s"] is None else
                   f"{r['p50_inference_s']:.3f} | {r['p50_total_s']:.3f} | {r['speedup_inference']:.2f}x "
-                  f"({r['speedup_paired']:.2f}x) / {r['speedup_total']:.2f}x")
+                  f"({paired}) / {r['speedup_total']:.2f}x")
         d = (f"{h['d_iou_gt']:+.4f} {_ci(h['d_iou_gt_ci'], '{:+.4f}')}" if "d_iou_gt" in h else "—")
         lines.append(
-            f"| {r['label']} (`{r['id']}`) | {r['size_mb'] or '—'} | {timing} | {h['iou_gt']:.4f} {_ci(h['iou_gt_ci'])} | "
+            f"| {r['label']} (`{r['id']}`) | {r.get('runtime', 'ONNX Runtime')} | {r['size_mb'] or '—'} | {timing} | {h['iou_gt']:.4f} {_ci(h['iou_gt_ci'])} | "
             f"{d} | {h['mae_gt']:.4f} {_ci(h['mae_gt_ci'])} | {h['agree_iou_pooled']:.4f} {_ci(h['agree_iou_pooled_ci'])} | "
             f"{h['agree_iou']:.4f} ({h['agree_iou_median']:.4f}, {h['agree_iou_min']:.3f}) | "
             + (f"{h['agree_source_pooled']:.4f} |" if "agree_source_pooled" in h else "— |"))
     if any(r.get("embedded") for r in rows):
-        lines += ["", f"Embedded sample ({meta['n_embedded']} images, generated in code; no build calibrates on it):", "",
+        skipped = meta.get("embedded_calibrated") or []
+        lines += ["", f"Embedded sample ({meta['n_embedded']} images, generated in code"
+                  + (f"; left out: {', '.join(f'`{x}`' for x in skipped)}, which calibrate on it" if skipped
+                     else "; no build calibrates on it") + "):", "",
                   "| build | IoU GT [95 % CI] | ΔIoU vs fp32 1024 [95 % CI] | MAE GT [95 % CI] | agree pooled [95 % CI] | "
                   "agree mean (median, min) | agree with own fp32 (pooled) |", "|---|---|---|---|---|---|---|"]
         for r in rows:
