@@ -411,18 +411,22 @@ def test_pixel_gate_is_first_come_first_served(bundle):
         gate = serve.Gate(workers=1, queue=4, pixel_budget=100)
         order: list[str] = []
 
-        async def job(name: str, pixels: int, hold: float) -> None:
+        done_a = asyncio.Event()  # "a" holds its pixels until told: no race with a busy machine
+
+        async def job(name: str, pixels: int, hold: asyncio.Event | None = None) -> None:
             await gate.admit(pixels)
             order.append(name)
-            await asyncio.sleep(hold)
+            if hold is not None:
+                await hold.wait()
             gate.release(pixels)
 
-        tasks = [asyncio.create_task(job("a", 60, 0.05))]
+        tasks = [asyncio.create_task(job("a", 60, done_a))]
         await asyncio.sleep(0.01)
-        tasks += [asyncio.create_task(job("big", 500, 0.05)), asyncio.create_task(job("small", 10, 0))]
+        tasks += [asyncio.create_task(job("big", 500)), asyncio.create_task(job("small", 10))]
         await asyncio.sleep(0.01)
         assert order == ["a"]  # big waits for room; small waits behind big (first come, first served)
         assert gate.pixels == 60
+        done_a.set()
         await asyncio.gather(*tasks)
         assert gate.pixels == 0
         # a waiter that gives up gives its place back
