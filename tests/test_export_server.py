@@ -208,7 +208,13 @@ def test_api_errors_are_explicit(server):
     assert requests.get(f"{server.url}/nope", timeout=60).status_code == 404
     r = _post(server, b"\0" * (3 * 1024 * 1024))  # over --max-upload-mb 2
     assert r.status_code == 413 and "over the cap" in r.json()["detail"]
-    assert requests.get(f"{server.url}/healthz", timeout=60).status_code == 200
+    # none of the above needed the model, which loads in a thread while the port is open:
+    # /healthz says "loading" (503) until it is ready, then 200
+    deadline = time.monotonic() + 120
+    while (h := requests.get(f"{server.url}/healthz", timeout=60)).status_code == 503:
+        assert h.json()["status"] == "loading" and time.monotonic() < deadline
+        time.sleep(0.2)
+    assert h.status_code == 200 and h.json()["status"] == "ok"
 
 
 def test_a_burst_beyond_the_queue_gets_503_not_errors(server):
