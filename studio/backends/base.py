@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from studio.matte import Matte
+from studio.prepost import levels_to_alpha, postprocess, preprocess
 from studio.zoo import Variant
 
 
@@ -50,3 +52,17 @@ class Stopwatch:
             yield
         finally:
             self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - t0
+
+
+def predict_fixed_size(variant: Variant, image: np.ndarray, infer: Callable[[np.ndarray], np.ndarray]) -> Matte:
+    """The onnx and openvino runners' one path: the shared pre-processing to the variant's fixed
+    input, `infer` (NCHW in, the first output out), the shared post-processing, timed by stage."""
+    sw = Stopwatch()
+    h, w = image.shape[:2]
+    with sw("preprocess"):
+        x = preprocess(image, variant.input_size, variant.preprocess)
+    with sw("inference"):
+        pred = infer(x)
+    with sw("postprocess"):
+        alpha = levels_to_alpha(postprocess(pred[0, 0], (w, h), variant.postprocess))
+    return Matte(alpha=alpha, variant=variant.id, timings=sw.timings)

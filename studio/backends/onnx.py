@@ -13,10 +13,10 @@ import numpy as np
 import onnxruntime as ort
 
 from studio import settings
-from studio.backends.base import Runner, Stopwatch
+from studio.backends.base import Runner, predict_fixed_size
 from studio.errors import ModelError
 from studio.matte import Matte
-from studio.prepost import levels_to_alpha, postprocess, preprocess
+from studio.prepost import postprocess, preprocess
 from studio.zoo import OnnxOptions, OrtOptions
 
 __all__ = ["OPT_LEVELS", "PROVIDERS", "OnnxRunner", "create_session", "optimized_path", "ort_options",
@@ -137,15 +137,7 @@ class OnnxRunner(Runner):
         self.input_name = self.session.get_inputs()[0].name
 
     def predict(self, image: np.ndarray) -> Matte:
-        sw = Stopwatch()
-        h, w = image.shape[:2]
-        with sw("preprocess"):
-            x = preprocess(image, self.variant.input_size, self.variant.preprocess)
-        with sw("inference"):
-            pred = self.session.run(None, {self.input_name: x})[0]
-        with sw("postprocess"):
-            alpha = levels_to_alpha(postprocess(pred[0, 0], (w, h), self.variant.postprocess))
-        return Matte(alpha=alpha, variant=self.variant.id, timings=sw.timings)
+        return predict_fixed_size(self.variant, image, lambda x: self.session.run(None, {self.input_name: x})[0])
 
     def close(self) -> None:
         self.session = None

@@ -22,10 +22,9 @@ import numpy as np
 import openvino as ov
 
 from studio import settings
-from studio.backends.base import Runner, Stopwatch
+from studio.backends.base import Runner, predict_fixed_size
 from studio.errors import ModelError
 from studio.matte import Matte
-from studio.prepost import levels_to_alpha, postprocess, preprocess
 from studio.zoo import OpenVinoOptions
 
 __all__ = ["OpenVinoRunner", "compile_config", "core", "load_model"]
@@ -96,16 +95,11 @@ class OpenVinoRunner(Runner):
         self.request = self.compiled.create_infer_request()
 
     def predict(self, image: np.ndarray) -> Matte:
-        sw = Stopwatch()
-        h, w = image.shape[:2]
-        with sw("preprocess"):
-            x = preprocess(image, self.variant.input_size, self.variant.preprocess)
-        with sw("inference"):
-            self.request.infer({0: x}, share_inputs=True)
-            pred = self.request.get_output_tensor(0).data
-        with sw("postprocess"):
-            alpha = levels_to_alpha(postprocess(pred[0, 0], (w, h), self.variant.postprocess))
-        return Matte(alpha=alpha, variant=self.variant.id, timings=sw.timings)
+        return predict_fixed_size(self.variant, image, self._infer)
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        self.request.infer({0: x}, share_inputs=True)
+        return self.request.get_output_tensor(0).data
 
     def close(self) -> None:
         self.request = None
