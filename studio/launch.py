@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio import settings
-from studio.procs import free_port, http_status, stop
+from studio.procs import dies_with_parent, free_port, http_status, stop
 
 __all__ = ["Server", "measure", "running_app"]
 
@@ -43,7 +43,7 @@ def running_app(port: int | None = None, env: dict[str, str] | None = None, time
                 "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log, "wb") as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=settings.REPO_ROOT, env=full_env, stdout=out,
+        proc = subprocess.Popen(dies_with_parent([sys.executable, "app.py"]), cwd=settings.REPO_ROOT, env=full_env, stdout=out,
                                 stderr=subprocess.STDOUT)
         try:
             while True:

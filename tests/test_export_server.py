@@ -24,6 +24,7 @@ from studio import engine
 from studio.export import export_bundle
 from studio.export.coldstart import free_port, measure_bundle, proc_mb, wait_listening
 from studio.imageio import alpha_to_uint8, load_image
+from studio.procs import dies_with_parent
 from studio.procs import stop as stop_process
 
 pytestmark = pytest.mark.slow
@@ -55,7 +56,7 @@ class Server:
         else:
             cmd = [sys.executable, "serve.py", "--port", str(self.port), *args]
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(cmd, cwd=bundle, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(dies_with_parent(cmd), cwd=bundle, stdout=log, stderr=subprocess.STDOUT)
         wait_listening(self.proc, self.port, time.monotonic() + 120, self.log)
 
     def stop(self) -> int:

@@ -61,3 +61,31 @@ def test_the_pool_budget_is_set_through_the_engine():
     finally:
         engine.set_pool_budget(before)
     assert engine.pool_usage()[1] == before
+
+
+def test_a_child_started_dies_with_parent_goes_when_its_parent_is_killed(tmp_path):
+    """A killed test run (or eval script) must not leave its app or server running."""
+    parent = subprocess.Popen([sys.executable, "-c",
+                               "import subprocess, sys, time\n"
+                               "from studio.procs import dies_with_parent\n"
+                               "c = subprocess.Popen(dies_with_parent([sys.executable, '-c', 'import time; time.sleep(120)']))\n"
+                               "print(c.pid, flush=True); time.sleep(120)"],
+                              stdout=subprocess.PIPE, text=True, cwd=procs.__file__.rsplit("/studio/", 1)[0])
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    time.sleep(0.3)  # the child has exec'd its real command
+    with open(f"/proc/{child}/cmdline", "rb") as f:
+        assert b"time.sleep(120)" in f.read()
+    parent.kill()  # SIGKILL: no clean-up of its own runs
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{child}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in "ZX":
+                    break  # dead (a zombie until init reaps it)
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"child {child} outlived its killed parent")

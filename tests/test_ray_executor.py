@@ -387,6 +387,40 @@ def test_a_removed_node_loses_nothing(tmp_path, results, cluster):
 
 
 @pytest.mark.slow
+def test_a_pinned_task_moves_to_the_next_node_when_its_node_is_gone(cluster):
+    """Ray can list a removed node as alive for seconds; a task pinned to it is unschedulable.
+    The timing phase and the cold start then run on the next node of the kind (CI saw this)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    ex = ray_executor(cluster)
+    live = [w.node_id for w in cluster.workers]
+    where = ray.remote(num_cpus=1, max_retries=0)(lambda: ray.get_runtime_context().get_node_id())
+
+    def start(node_id):
+        return where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote()
+
+    gone = "ab" * 28  # a node id no node of the cluster has
+    assert ex._get_on_a_live_node(start(gone), [gone, live[1]], start) == live[1]
+    with pytest.raises(ray.exceptions.TaskUnschedulableError):  # no node left: the error, not a hang
+        ex._get_on_a_live_node(start(gone), [gone], start)
+
+    def broken():
+        raise ValueError("a bug in the task")
+
+    bug = ray.remote(num_cpus=1, max_retries=0)(broken)
+    calls = []
+
+    def start_bug(node_id):
+        calls.append(node_id)
+        return bug.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote()
+
+    with pytest.raises(ray.exceptions.RayTaskError):  # the task's own failure is not retried elsewhere
+        ex._get_on_a_live_node(start_bug(live[0]), live, start_bug)
+    assert calls == [live[0]]
+
+
+@pytest.mark.slow
 def test_the_app_runs_its_benchmark_on_the_cluster(tmp_path, monkeypatch, results, cluster):
     monkeypatch.setenv("STUDIO_RAY_ADDRESS", cluster.address)
     ds = make_folder(tmp_path / "ds", n=2)

@@ -514,15 +514,17 @@ class RayExecutor:
             raise StudioError(f"no node of the cluster has {shape[0]:g} CPUs" + (" and a GPU" if shape[1] else ""))
         data = ray.put(Path(image_path).read_bytes())
         task = ray.remote(max_retries=0)(_cold_start)
-        refs = {}
-        for kind, ids in by_kind.items():  # one node of each kind, all at once
-            on = NodeAffinitySchedulingStrategy(ids[0], soft=False)
-            refs[kind] = task.options(num_cpus=shape[0], num_gpus=shape[1], scheduling_strategy=on).remote(
-                variant_id, data, Path(image_path).suffix, device, threads)
+
+        def start(node_id: str) -> Any:
+            return task.options(num_cpus=shape[0], num_gpus=shape[1],
+                                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
+                                ).remote(variant_id, data, Path(image_path).suffix, device, threads)
+
+        refs = {kind: (start(ids[0]), ids) for kind, ids in by_kind.items()}  # one node of each kind, all at once
         results: dict[str, dict[str, Any]] = {}
-        for kind, ref in refs.items():
+        for kind, (ref, ids) in refs.items():
             try:
-                results[kind] = ray.get(ref)
+                results[kind] = self._get_on_a_live_node(ref, ids, start)
             except Exception as exc:
                 cause = getattr(exc, "cause", None) or exc
                 results[kind] = {"error": str(cause).splitlines()[-1] if str(cause) else type(cause).__name__}
@@ -553,12 +555,35 @@ class RayExecutor:
         main = max(kinds, key=lambda k: (sum(slots[i] for i in kinds[k]), k))
         on_event(stage="timing", message=f"interleaved timing on {main} …")
         task = ray.remote(max_retries=0)(_time_on_node)
-        ref = task.options(num_cpus=shape[0], num_gpus=shape[1],
-                           scheduling_strategy=NodeAffinitySchedulingStrategy(kinds[main][0], soft=False)
-                           ).remote(replace(req, device="cuda" if req.device.startswith("cuda") else req.device))
-        record = ray.get(ref)
+        on_node = replace(req, device="cuda" if req.device.startswith("cuda") else req.device)
+
+        def start(node_id: str) -> Any:
+            return task.options(num_cpus=shape[0], num_gpus=shape[1],
+                                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
+                                ).remote(on_node)
+
+        record = self._get_on_a_live_node(start(kinds[main][0]), kinds[main], start)
         record["node"] = main
         return record
+
+    def _get_on_a_live_node(self, ref: Any, node_ids: list[str], start: Callable[[str], Any]) -> Any:
+        """The result of a task pinned to node_ids[0]; when that node is gone (Ray may list a node
+        as alive for seconds after it died, so a pinned task can be unschedulable), the same task
+        on the next node of the list. A failure in the task's own code is raised at once."""
+        ray = self.connect()
+        for k, node_id in enumerate(node_ids):
+            if k:
+                ref = start(node_id)
+            try:
+                return ray.get(ref)
+            except ray.exceptions.RayTaskError:
+                raise
+            except ray.exceptions.RayError:
+                if k == len(node_ids) - 1:
+                    raise
+                if self._nodes:
+                    self._nodes.pop(node_id, None)  # gone: not offered to the next task
+        raise StudioError("no node to run on")
 
     # --- the run ----------------------------------------------------------------------------
     def run(self, jobs: list[Job], image_of: Callable[[Any], np.ndarray], on_image: OnImage,

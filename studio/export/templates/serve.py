@@ -765,17 +765,34 @@ def make_protocol(args):
 
     timeout_answer = raw_answer("408 Request Timeout", "the request headers took too long to send")
     busy_answer = raw_answer("503 Service Unavailable", "too many connections; retry", "Retry-After: 1\r\n")
+    linger_cap = 2 * int(args.max_upload_mb * 1024 * 1024)
 
     class Protocol(H11Protocol):
         head_timer = None
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
+            self.transport = LingeringClose(transport, self.loop, self.linger_budget)
             if len(self.connections) > args.max_connections:  # over the cap: answer and close at once
-                transport.write(busy_answer)
-                transport.close()
+                self.transport.write(busy_answer)
+                self.transport.close()
                 return
             self.arm()
+
+        def linger_budget(self) -> int:
+            """Bytes to drop before the socket closes: a refused upload that declared its length
+            (up to twice the cap) is read to its end, so its client gets the answer; anything
+            else (chunked, a flood, a bad request) gets LINGER_BYTES."""
+            for name, value in getattr(self, "headers", None) or []:
+                if name == b"content-length" and value.isdigit() and int(value) <= linger_cap:
+                    return max(int(value), LINGER_BYTES)
+            return LINGER_BYTES
+
+        def data_received(self, data: bytes) -> None:
+            if self.transport.lingering:  # answered and closing: what still arrives is dropped
+                self.transport.dropped(len(data))
+                return
+            super().data_received(data)
 
         def arm(self) -> None:
             if self.head_timer is not None:
@@ -797,9 +814,56 @@ def make_protocol(args):
         def connection_lost(self, exc) -> None:
             if self.head_timer is not None:
                 self.head_timer.cancel()
+            self.transport.closed()
             super().connection_lost(exc)
 
     return Protocol
+
+
+LINGER_S = 5.0  # as nginx's lingering_timeout
+LINGER_BYTES = 1 << 20
+
+
+class LingeringClose:
+    """The connection's transport as uvicorn sees it, with a lingering close (as nginx does):
+    close() sends the answer and a FIN, then reads and drops what the client is still sending
+    until it closes, for at most LINGER_S. Closing a socket with unread bytes in it resets the
+    connection, and a client still uploading (a 413, a 503) would lose the answer. At most
+    budget() bytes are dropped so; then the socket closes."""
+
+    def __init__(self, transport, loop, budget):
+        self._transport, self._loop, self._budget_of = transport, loop, budget
+        self._budget = 0
+        self.lingering = False
+        self._timer = None
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self.lingering or self._transport.is_closing()
+
+    def close(self) -> None:
+        if self.is_closing():
+            return
+        self.lingering = True
+        self._budget = self._budget_of()
+        try:
+            self._transport.write_eof()  # after what is buffered: the answer arrives whole
+            self._transport.resume_reading()  # uvicorn may have paused it mid-upload
+        except (OSError, RuntimeError, NotImplementedError):
+            self._transport.close()
+            return
+        self._timer = self._loop.call_later(LINGER_S, self._transport.close)
+
+    def dropped(self, n: int) -> None:
+        self._budget -= n
+        if self._budget < 0:
+            self._transport.close()
+
+    def closed(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 def bind(host: str, port: int) -> socket.socket:
