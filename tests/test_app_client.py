@@ -119,9 +119,14 @@ def test_two_clients_at_once_both_complete(app_server, sample_pair):
     assert ious[0] == ious[1]  # same answer for both users
 
 
-def test_benchmark_is_callable_from_the_client(client, app_server):
+def test_benchmark_is_callable_from_the_client(client, app_server, tmp_path):
+    from tests.conftest import make_folder
+
+    # a folder of small synthetic photos: the API's plumbing is the point, not GrabCut on big photos
+    folder = make_folder(tmp_path / "small", n=3)
     md, fig, table, files, run_id, summary = client.predict(
-        "Embedded sample", None, None, ["grabcut"], 2, 0, 1, False, None, None, 0.5, api_name="/benchmark")
+        "Catalogue dataset / folder", str(folder), None, ["grabcut"], 2, 0, 1, False, None, None, 0.5,
+        api_name="/benchmark")
     assert "grabcut" in md and "per 1,000 images" in md
     assert table["data"][0][1] == "grabcut"
     assert summary["variants"][0]["n_images"] == 2 and summary["recommendation"]["best"] == "grabcut"

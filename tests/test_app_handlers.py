@@ -20,7 +20,7 @@ from studio.ui import compare as compare_h
 from studio.ui import models as models_h
 from studio.ui import space, uploads, variants
 from studio.ui.uploads import UploadError
-from tests.conftest import pretend_untrained, synthetic_photo
+from tests.conftest import make_folder, pretend_untrained, synthetic_photo
 
 
 @pytest.fixture
@@ -445,8 +445,11 @@ def test_dataset_sources(tmp_path, monkeypatch):
 def test_benchmark_handler_runs_the_suite(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDIO_RESULTS", str(tmp_path / "results"))
     seen = []
+    # a folder of small synthetic photos: the handler's plumbing is the point, not GrabCut on big photos
+    folder = make_folder(tmp_path / "small", n=3)
     md, fig, table, files, run_id, public = bench_h.benchmark(
-        variants=["grabcut"], limit=2, progress=lambda f, desc="": seen.append(f))
+        bench_h.SOURCE_CATALOGUE, str(folder), variants=["grabcut"], limit=2,
+        progress=lambda f, desc="": seen.append(f))
     assert "grabcut" in md and len(table["data"]) == 1 and table["data"][0][2] == 2
     assert run_id.startswith("app/") and run_id.endswith("summary.json")
     assert {p.rsplit("/", 1)[-1] for p in files} == {"report.html", "summary.json", "per_image.csv"}

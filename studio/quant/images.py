@@ -58,10 +58,10 @@ def dataset_path(name: str) -> str | None:
         root = settings.shared_dir().joinpath(*SHARED_SETS[name])
         if not root.is_dir():
             raise CalibrationDataMissing(
-                f"this recipe calibrates on {name}, which lives in the shared folder "
-                f"({root}) and is absent on this machine. Put the folder there (or set "
-                f"STUDIO_SHARED), or use a recipe that calibrates on the embedded sample "
-                f"(calibration.dataset: embedded)."
+                f"this recipe needs images of {name} (to calibrate on or to check the build's "
+                f"agreement on), which live in the shared folder ({root}), absent on this "
+                f"machine. Put the folder there (or set STUDIO_SHARED), or use a recipe whose "
+                f"calibration and check sets are the embedded sample (dataset: embedded)."
             )
         return str(root)
     return name

@@ -30,15 +30,74 @@ def browser():
         b.close()
 
 
+def open_page(browser, url: str, viewport: dict, dark: bool = False, timeout_ms: int = 60_000):
+    """(context, page): a fresh context of the session's browser on the app, its page up."""
+    ctx = browser.new_context(viewport=viewport)
+    pg = ctx.new_page()
+    pg.set_default_timeout(timeout_ms)
+    pg.goto(url.rstrip("/") + "/" + ("?__theme=dark" if dark else ""))
+    pg.wait_for_selector("#compare-run")
+    return ctx, pg
+
+
 @pytest.fixture
 def page(browser, app_server):
-    ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
-    pg = ctx.new_page()
-    pg.set_default_timeout(30_000)
-    pg.goto(app_server.url)
-    pg.wait_for_selector("#compare-run")
+    ctx, pg = open_page(browser, app_server.url, {"width": 1440, "height": 1000}, timeout_ms=30_000)
     yield pg
     ctx.close()
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """A dataset folder (im/ + gt/) of four small synthetic photos (tests.conftest.make_folder):
+    for runs whose assertions are about the page, not about a model's numbers on real photos."""
+    from tests.conftest import make_folder
+
+    return make_folder(tmp_path_factory.mktemp("small-dataset"), n=4)
+
+
+@pytest.fixture(scope="session")
+def small_dataset_zip(small_dataset) -> Path:
+    """`small_dataset` as the zip a user uploads (im/ and gt/ at its top)."""
+    import zipfile
+
+    z = small_dataset.parent / "small-dataset.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for f in sorted(small_dataset.rglob("*")):
+            if f.is_file():
+                zf.write(f, f.relative_to(small_dataset).as_posix())
+    return z
+
+
+def keep_only_tokens(page, selector: str, keep) -> list[str]:
+    """Remove every chosen token of a multiselect whose label `keep(label)` refuses; returns the
+    ids (first word of each label) left."""
+    box = page.locator(selector)
+    for label in box.locator(".token").all_inner_texts():
+        if not keep(label):
+            box.locator(".token", has_text=label).locator(".token-remove").first.click()
+    return [label.split()[0] for label in box.locator(".token").all_inner_texts()]
+
+
+def pick_first_sample(page) -> None:
+    """Compare tab: choose the first embedded sample, and wait for its image and mask."""
+    page.click("#sample-picker input")
+    page.get_by_role("option").first.click()
+    page.wait_for_selector("#compare-image img")
+    page.wait_for_selector("#compare-reference img")
+
+
+def compare_only(page, variant_id: str) -> None:
+    """Compare tab: tick `variant_id` alone among the visible family checkboxes."""
+    for box in page.locator(".family-group input[type=checkbox]").all():
+        name = box.evaluate("e => e.closest('label')?.innerText.trim() || ''")
+        if box.is_visible() and box.is_checked() != (name == variant_id):
+            box.click()
+
+
+def wait_for_compare_done(page, timeout_ms: int) -> None:
+    page.wait_for_function(
+        "() => (document.querySelector('#compare-status')?.innerText || '').includes('Done')", timeout=timeout_ms)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.browser.conftest import keep_only_tokens, wait_for_compare_done
+
 pytestmark = pytest.mark.slow
 
 SAMPLE = "24_bouquet"
@@ -27,12 +29,6 @@ def sample_files(tmp_path_factory):
     return d / "bouquet.png", d / "bouquet_mask.png"
 
 
-def _wait_for_status(page, text: str, timeout_ms: int) -> None:
-    page.wait_for_function(
-        "t => (document.querySelector('#compare-status')?.innerText || '').includes(t)", arg=text,
-        timeout=timeout_ms)
-
-
 def _table_rows(page, selector: str) -> int:
     """Data rows of a Gradio Dataframe (a virtualised ARIA grid: header row + data rows)."""
     return int(page.get_attribute(f"{selector} [role=grid]", "aria-rowcount")) - 1
@@ -51,7 +47,7 @@ def test_compare_upload_run_shows_gallery_and_table(page, sample_files, artifact
     page.wait_for_selector("#compare-image img")
     page.wait_for_selector("#compare-reference img")
     page.click("#compare-run")
-    _wait_for_status(page, "Done", timeout_ms=n * 90_000)
+    wait_for_compare_done(page, n * 90_000)
 
     gallery_imgs = page.locator("#compare-gallery img")
     assert gallery_imgs.count() == 3 * n  # cut-out, mask, error overlay per variant
@@ -97,7 +93,7 @@ def _fast(variant_id: str) -> bool:
     return "grabcut" in variant_id or "int8" in variant_id
 
 
-def test_benchmark_tab_runs_and_recommends(page, artifacts):
+def test_benchmark_tab_runs_and_recommends(page, artifacts, small_dataset_zip):
     from studio.ui.variants import default_ids
 
     # the fast variants the picker starts with, counted in the tests' own cache
@@ -105,14 +101,13 @@ def test_benchmark_tab_runs_and_recommends(page, artifacts):
     assert "grabcut" in expected and "isnet-general-use-int8-dynamic" in expected
     page.get_by_role("tab", name="Benchmark").click()
     page.wait_for_selector("#bench-run")
-    # a small run: the fast variants, three images
-    variants = page.locator("#bench-variants")
-    for label in variants.locator(".token").all_inner_texts():
-        if not _fast(label.split()[0]):
-            variants.locator(".token", has_text=label).locator(".token-remove").first.click()
-    kept = [label.split()[0] for label in variants.locator(".token").all_inner_texts()]
+    # a small run: the fast variants, two small images of an uploaded zip (im/ + gt/)
+    page.get_by_label("Upload a zip (im/ + gt/)").check()
+    page.set_input_files("#bench-zip input[type=file]", str(small_dataset_zip))
+    page.wait_for_selector("#bench-zip .file-preview, #bench-zip table, #bench-zip a")
+    kept = keep_only_tokens(page, "#bench-variants", lambda label: _fast(label.split()[0]))
     assert kept == expected
-    page.fill("#bench-limit input", "3")
+    page.fill("#bench-limit input", "2")
     page.click("#bench-run")
     page.wait_for_function(
         "() => (document.querySelector('#recommendation')?.innerText || '').includes('Recommended')",

@@ -18,6 +18,15 @@ import shutil
 
 import pytest
 
+from tests.browser.conftest import (
+    compare_only,
+    keep_only_tokens,
+    open_page,
+    pick_first_sample,
+    wait_for_benchmark,
+    wait_for_compare_done,
+)
+
 pytestmark = pytest.mark.slow
 
 PHONE = {"width": 390, "height": 844}
@@ -30,12 +39,7 @@ KEY_NAMES = {"←": "ArrowLeft", "→": "ArrowRight"}
 
 
 def _open(browser, url: str, viewport: dict, dark: bool = False):
-    ctx = browser.new_context(viewport=viewport)
-    page = ctx.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(url.rstrip("/") + "/" + ("?__theme=dark" if dark else ""))
-    page.wait_for_selector("#compare-run")
-    return ctx, page
+    return open_page(browser, url, viewport, dark=dark)
 
 
 def _tab(page, name: str) -> None:
@@ -58,12 +62,14 @@ def _offers(page, selector: str, vid: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def grabcut_run(app_server) -> str:
-    """One small benchmark run (GrabCut, 3 embedded images) in the app's own results folder."""
+def grabcut_run(app_server, small_dataset) -> str:
+    """One small benchmark run (GrabCut, 3 small synthetic images: the tests here read the page it
+    renders, not GrabCut's numbers) in the app's own results folder."""
     from gradio_client import Client
 
     out = Client(app_server.url, verbose=False).predict(
-        "Embedded sample", None, None, ["grabcut"], 3, 0, 1, False, None, None, 0.9, api_name="/benchmark")
+        "Catalogue dataset / folder", str(small_dataset), None, ["grabcut"], 3, 0, 1, False, None, None, 0.9,
+        api_name="/benchmark")
     return out[4]
 
 
@@ -72,9 +78,7 @@ def _open_run(page, run: str) -> None:
     page.click("#past-runs input")
     page.get_by_role("option", name=re.compile(re.escape(run.split("/")[-2]))).first.click()
     page.click("#open-run")
-    page.wait_for_selector("#bench-plot .js-plotly-plot")
-    page.wait_for_function("() => /Recommended|No recommendation/.test("
-                           "document.querySelector('#recommendation')?.innerText || '')")
+    wait_for_benchmark(page, 60_000)
 
 
 def test_a_build_made_elsewhere_shows_on_a_fresh_page_and_on_every_tab(browser, app_server):
@@ -120,6 +124,11 @@ def test_a_build_made_elsewhere_shows_on_a_fresh_page_and_on_every_tab(browser, 
         shutil.rmtree(folder, ignore_errors=True)  # the rest of the session sees the inventory it had
 
 
+def _arena_pair(label: str) -> bool:
+    """The Arena's two fast variants (GrabCut, IS-Net int8): a round in seconds."""
+    return label.split()[0] in ("grabcut", "isnet-general-use-int8-dynamic")
+
+
 def _overflow(page) -> dict:
     return page.evaluate("""() => ({page: document.documentElement.scrollWidth,
         body: document.body.scrollWidth, inner: window.innerWidth})""")
@@ -139,16 +148,10 @@ def test_no_horizontal_overflow_at_390_px(browser, app_server, grabcut_run):
             assert got["page"] <= 390 and got["body"] <= 390, (name, got)
         # with results: a comparison (table, gallery, slider), a benchmark run, an arena round
         _tab(page, "Compare")
-        page.click("#sample-picker input")
-        page.get_by_role("option").first.click()
-        page.wait_for_selector("#compare-reference img")
-        for box in page.locator(".family-group input[type=checkbox]").all():
-            name = box.evaluate("e => e.closest('label')?.innerText.trim() || ''")
-            if box.is_visible() and box.is_checked() != (name == "grabcut"):
-                box.click()
+        pick_first_sample(page)
+        compare_only(page, "grabcut")
         page.click("#compare-run")
-        page.wait_for_function("() => (document.querySelector('#compare-status')?.innerText || '').includes('Done')",
-                               timeout=300_000)
+        wait_for_compare_done(page, 300_000)
         page.wait_for_selector("#compare-gallery img")
         got = _overflow(page)
         assert got["page"] <= 390, ("Compare with results", got)
@@ -157,6 +160,8 @@ def test_no_horizontal_overflow_at_390_px(browser, app_server, grabcut_run):
         got = _overflow(page)
         assert got["page"] <= 390, ("Benchmark with results", got)
         _tab(page, "Arena")
+        # the two fast variants (the key-help test's pair): the round's layout is the point
+        keep_only_tokens(page, "#arena-variants", _arena_pair)
         page.fill("#arena-limit input", "1")
         page.click("#arena-start")
         page.wait_for_function("() => /round [0-9a-f]{8}/.test(document.querySelector('#arena-prompt')?.innerText"
@@ -174,11 +179,9 @@ def test_the_progress_line_stays_in_view_after_run(browser, app_server):
     ctx, page = _open(browser, app_server.url, DESKTOP)
     try:
         _tab(page, "Benchmark")
-        variants = page.locator("#bench-variants")
-        for label in variants.locator(".token").all_inner_texts():
-            if "grabcut" not in label:
-                variants.locator(".token", has_text=label).locator(".token-remove").first.click()
-        page.fill("#bench-limit input", "4")
+        # GrabCut on one embedded photo: seconds a step, long enough to watch the line change
+        keep_only_tokens(page, "#bench-variants", lambda label: "grabcut" in label)
+        page.fill("#bench-limit input", "1")
         page.click("#bench-run")
         page.evaluate("window.scrollTo(0, document.body.scrollHeight)")  # the page scrolls away
         steps = set()
@@ -195,19 +198,17 @@ def test_the_progress_line_stays_in_view_after_run(browser, app_server):
         running = [s for s in steps if s.startswith("▸")]
         assert any("grabcut" in s for s in running), steps  # the step names what runs
         assert any("left" in s for s in running), steps  # an ETA, or when it will be known
-        # Compare's bar too
+        # Compare's bar too (GrabCut alone: the bar is the point, not the models)
         _tab(page, "Compare")
-        page.click("#sample-picker input")
-        page.get_by_role("option").first.click()
-        page.wait_for_selector("#compare-reference img")
+        pick_first_sample(page)
+        compare_only(page, "grabcut")
         page.click("#compare-run")
         page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
         page.wait_for_timeout(300)
         top, bottom = page.evaluate("() => { const r = document.querySelector('#compare-run')"
                                     ".getBoundingClientRect(); return [r.top, r.bottom]; }")
         assert top >= 0 and bottom <= 900
-        page.wait_for_function("() => (document.querySelector('#compare-status')?.innerText || '').includes('Done')",
-                               timeout=600_000)
+        wait_for_compare_done(page, 600_000)
         # the Models tab's "Loaded models" says what the comparison loaded
         _tab(page, "Models")
         page.wait_for_function("() => /Loaded models.*grabcut/.test(document.querySelector('#pool-status')?.innerText"
@@ -285,10 +286,7 @@ def test_the_key_help_matches_the_keys(browser, app_server):
             [g.dataset.vote, [...g.querySelectorAll('kbd')].map(k => k.innerText.trim())])""")
         assert {g[0] for g in groups} == {"a", "b", "tie", "both_bad"}, groups
         labels = {"a": "A better", "b": "B better", "tie": "Tie", "both_bad": "Both bad"}
-        variants = page.locator("#arena-variants")
-        for label in variants.locator(".token").all_inner_texts():
-            if label.split()[0] not in ("grabcut", "isnet-general-use-int8-dynamic"):
-                variants.locator(".token", has_text=label).locator(".token-remove").first.click()
+        keep_only_tokens(page, "#arena-variants", _arena_pair)
         page.fill("#arena-limit input", "1")
         page.click("#arena-start")
         for choice, keys in groups:
