@@ -31,6 +31,9 @@ HTTP is uvicorn (h11) and Starlette, with these limits (all flags below):
   (or after the previous answer) is closed with 408; a body that stops for --body-timeout
   seconds gets 408;
 - beyond --max-connections open connections a new one is answered 503 and closed;
+- a connection closed with the client still sending (a 413, a 408, a 503) is closed lingering:
+  what still arrives is read and dropped (a declared body up to twice the upload cap, else 1 MB;
+  at most 5 s), so the client reads the answer instead of a connection reset;
 - --workers inferences run at once and --queue more requests wait; beyond, 503 at once;
 - admitted requests decode, run and encode only while the images in flight hold at most
   --max-inflight-mp megapixels together (one bigger image runs alone), so memory is bounded by
