@@ -420,14 +420,9 @@ class RayExecutor:
                                      "ray_gpus": res.get("GPU", 0.0)}}
         if self._nodes is None:
             ray = self.connect()
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-            probe = ray.remote(num_cpus=0, max_retries=0)(_probe)
+            probe = _pinned(ray.remote(max_retries=0)(_probe), (0.0, 0.0))
             alive = self._alive()
-            refs = {}
-            for n in alive:
-                refs[n["NodeID"]] = probe.options(
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote()
+            refs = {n["NodeID"]: probe(n["NodeID"]) for n in alive}
             self._nodes = {}
             for node_id, ref in refs.items():
                 try:
@@ -496,7 +491,6 @@ class RayExecutor:
         """Cold start once per node kind, in a fresh subprocess there (in parallel over kinds).
         The top level is the kind with the most worker slots; `by_node` holds every kind."""
         ray = self.connect()
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         if self._started_here:  # a cluster of this one machine: measured here, as locally
             from studio.bench import coldstart
@@ -513,13 +507,8 @@ class RayExecutor:
         if not by_kind:
             raise StudioError(f"no node of the cluster has {shape[0]:g} CPUs" + (" and a GPU" if shape[1] else ""))
         data = ray.put(Path(image_path).read_bytes())
-        task = ray.remote(max_retries=0)(_cold_start)
-
-        def start(node_id: str) -> Any:
-            return task.options(num_cpus=shape[0], num_gpus=shape[1],
-                                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
-                                ).remote(variant_id, data, Path(image_path).suffix, device, threads)
-
+        start = _pinned(ray.remote(max_retries=0)(_cold_start), shape,
+                        variant_id, data, Path(image_path).suffix, device, threads)
         refs = {kind: (start(ids[0]), ids) for kind, ids in by_kind.items()}  # one node of each kind, all at once
         results: dict[str, dict[str, Any]] = {}
         for kind, (ref, ids) in refs.items():
@@ -541,7 +530,6 @@ class RayExecutor:
         if self._started_here:
             return time_candidates(req, on_event)
         ray = self.connect()
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         shape = self.shape(req.device, req.threads)
         slots = self._node_slots(shape)
@@ -554,14 +542,8 @@ class RayExecutor:
                 kinds.setdefault(info.get("kind", "unknown"), []).append(node_id)
         main = max(kinds, key=lambda k: (sum(slots[i] for i in kinds[k]), k))
         on_event(stage="timing", message=f"interleaved timing on {main} …")
-        task = ray.remote(max_retries=0)(_time_on_node)
-        on_node = replace(req, device="cuda" if req.device.startswith("cuda") else req.device)
-
-        def start(node_id: str) -> Any:
-            return task.options(num_cpus=shape[0], num_gpus=shape[1],
-                                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
-                                ).remote(on_node)
-
+        start = _pinned(ray.remote(max_retries=0)(_time_on_node), shape,
+                        replace(req, device="cuda" if req.device.startswith("cuda") else req.device))
         record = self._get_on_a_live_node(start(kinds[main][0]), kinds[main], start)
         record["node"] = main
         return record
@@ -595,6 +577,16 @@ class RayExecutor:
     def run_stats(self) -> dict[str, Any]:
         """What the cluster did: workers, their nodes, lost workers and re-queued images."""
         return dict(self._stats)
+
+
+def _pinned(task: Any, shape: tuple[float, float], *args: Any) -> Callable[[str], Any]:
+    """start(node_id): `task(*args)` on that node only, with a worker's (CPUs, GPUs)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    def start(node_id: str) -> Any:
+        return task.options(num_cpus=shape[0], num_gpus=shape[1],
+                            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)).remote(*args)
+    return start
 
 
 class _Run:
