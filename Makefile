@@ -21,8 +21,12 @@ demo: weights
 
 # Every test, slow and browser ones included (what CI runs). The tests keep their own cache:
 # they copy weights from models/ when present, else fetch them into it; models/ is left alone.
+# Two xdist workers: much of the suite waits on subprocesses, servers and browsers, or runs
+# one-threaded Python, so two share this 2-core machine well (tests/conftest.py groups the
+# tests that share a server or module fixtures onto one worker). TEST_WORKERS=0 runs in-process.
+TEST_WORKERS ?= 2
 test: setup-dev
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: setup-dev
 	.venv/bin/python -m pytest -q -m "not slow"

@@ -67,14 +67,51 @@ def watched_changes(before: dict[str, dict[str, tuple[int, int]]], roots=WATCHED
 
 
 def pytest_configure(config):
-    tmp = Path(tempfile.mkdtemp(prefix="studio-tests-"))
+    # Under xdist the workers inherit the controller's TMPDIR, one level deep only: Ray puts its
+    # sockets under TMPDIR, and a Unix socket's path must stay under 108 bytes.
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    tmp = Path(tempfile.mkdtemp(prefix=f"studio-tests-{worker}-" if worker else "studio-tests-"))
     config._studio_tmp = tmp
+    if not worker:
+        # Everything the session's processes put in the temp dir (the app's result PNGs, Gradio's
+        # upload cache, gradio_client's downloads, Ray's sessions, Chromium's profiles) goes in
+        # the session's folder, and goes with it.
+        (tmp / "tmp").mkdir()
+        os.environ["TMPDIR"] = str(tmp / "tmp")
+        tempfile.tempdir = None  # read TMPDIR again
     config._studio_before = {str(w): tree_listing(w) for w in WATCHED}
     os.environ["STUDIO_CACHE"] = str(tmp / "cache")
     os.environ["STUDIO_RESULTS"] = str(tmp / "results")
     os.environ["STUDIO_DATA"] = str(tmp / "data")
     os.environ["STUDIO_ARENA_DB"] = str(tmp / "results" / "arena.sqlite")
     os.environ.setdefault("STUDIO_PREFETCH", "none")
+
+
+# Under xdist (`make test`: `-n 2 --dist loadfile`) each test file runs on one worker (its
+# module fixtures are made once), and the files that use the session's app server (the client,
+# arena and browser tests) all run on the same worker, so one app and one Chromium start, not
+# two. (xdist's own `--dist loadgroup` marks do not reach the scheduler under pytest 9.2.)
+APP_SERVER_FILES = ("tests/test_app_client.py", "tests/test_arena_client.py", "tests/browser/")
+APP_SERVER_FIXTURES = ("app_server", "browser")
+
+
+def scheduling_group(nodeid: str) -> str:
+    """The unit one worker runs: the test's file, or "app-server" for the files that share it."""
+    path = nodeid.split("::", 1)[0]
+    return "app-server" if path.startswith(APP_SERVER_FILES) else path
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFileAndAppServer(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scheduling_group(nodeid)
+
+    return ByFileAndAppServer(config, log)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -488,3 +488,16 @@ def test_device_choice(monkeypatch):
     assert space.device_for("inspyrenet") == "cpu"
     monkeypatch.setenv("STUDIO_DEVICE", "cuda:1")
     assert space.device_for("onnx") == "cuda:1"
+
+
+def test_the_apps_output_folder_goes_when_the_app_exits():
+    """The result PNGs the app serves live in one temp folder per process; it is removed when
+    the process exits, so app runs do not pile folders up in the temp dir."""
+    import subprocess
+
+    code = ("from studio.ui import outputs; d = outputs.new_dir('compare'); "
+            "(d / 'x.png').write_bytes(b'png'); print(outputs.root())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    root = Path(out.stdout.strip())
+    assert root.name.startswith("matting-studio-") and not root.exists()

@@ -52,3 +52,29 @@ def test_watched_changes_name_each_root(tmp_path):
     (b / "latest").mkdir()
     (b / "latest" / "summary.json").write_text("{}")
     assert watched_changes(before, roots=(a, b)) == [f"{b}/latest/summary.json: added"]
+
+
+def test_the_session_keeps_its_temp_files_in_its_own_folder():
+    """What the session's processes write to the temp dir (the app's result files, Gradio's
+    upload cache, gradio_client's downloads, Ray's sessions) lands in the session's folder, which
+    the session removes; the studio's folders are there too, on every xdist worker."""
+    import tempfile
+    from pathlib import Path
+
+    session_tmp = Path(os.environ["TMPDIR"])
+    assert session_tmp.name == "tmp" and session_tmp.parent.name.startswith("studio-tests-")
+    assert Path(tempfile.gettempdir()) == session_tmp
+    for var in ("STUDIO_CACHE", "STUDIO_RESULTS", "STUDIO_DATA"):
+        folder = Path(os.environ[var])
+        assert folder.parent.name.startswith("studio-tests-") and folder.is_relative_to(session_tmp.parent), var
+
+
+def test_every_test_of_the_app_server_runs_in_its_group(request):
+    """Under xdist, a file that uses the session's app server (or its browser) but is not in
+    APP_SERVER_FILES would start a second app on the other worker: the list must name them all."""
+    from tests.conftest import APP_SERVER_FIXTURES, scheduling_group
+
+    users = {item.nodeid for item in request.session.items
+             if any(f in item.fixturenames for f in APP_SERVER_FIXTURES)}
+    assert not {n for n in users if scheduling_group(n) != "app-server"}
+    assert scheduling_group("tests/test_bench.py::test_x[a-b]") == "tests/test_bench.py"

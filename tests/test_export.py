@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import io
 import json
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -543,3 +544,17 @@ def test_openvino_runs_concurrent_inferences_on_separate_requests(tiny_ov, tmp_p
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(rt.run, xs * 4))
     assert all(np.array_equal(g, want[i % 8]) for i, g in enumerate(got))
+
+
+def test_the_openvino_server_skips_the_model_converter_and_leaves_it_importable():
+    """The server's `import openvino` leaves out `openvino.tools.ovc` (two thirds of the import's
+    time; a server converts nothing), and a later import of the converter still works."""
+    code = (
+        "import sys; sys.path[:0] = sys.argv[1:]; import serve\n"
+        "ov = serve.import_openvino()\n"
+        "assert 'openvino.tools.ovc' not in sys.modules and ov.Core is not None\n"
+        "from openvino.tools.ovc import convert_model\n"
+        "print('ok', callable(convert_model))\n")
+    folders = [str(TEMPLATE.parent), str(Path(prepost.__file__).parent)]  # serve.py, prepost.py
+    out = subprocess.run([sys.executable, "-c", code, *folders], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok True", out.stderr[-2000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 import threading
@@ -19,11 +20,13 @@ KEEP_S = 2 * 3600  # a result stays downloadable for two hours
 
 
 def root() -> Path:
-    """One folder per app process under the system temp dir (which Gradio may serve from)."""
+    """One folder per app process under the system temp dir (which Gradio may serve from),
+    removed when the process exits (the files are the app's downloads, not the user's)."""
     global _ROOT
     with _LOCK:
         if _ROOT is None or not _ROOT.is_dir():
             _ROOT = Path(tempfile.mkdtemp(prefix="matting-studio-"))
+            atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
         return _ROOT
 
 

@@ -239,6 +239,23 @@ def compiled_path(cfg: dict, ov_version: str) -> str:
                               f"ov{version}-{ov['precision']}-{os.uname().machine}-{isa}.blob")
 
 
+def import_openvino():
+    """`import openvino`, without its model converter: the package's __init__ imports
+    `openvino.tools.ovc` (telemetry, urllib: 60 of its 90 ms here) inside a try/except
+    ImportError, and a server converts nothing. A None in sys.modules makes that import fail
+    at once; the entry is removed after, so a later real import of ovc still works."""
+    name = "openvino.tools.ovc"
+    skip = name not in sys.modules
+    if skip:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import openvino as ov
+    finally:
+        if skip and sys.modules.get(name, 0) is None:
+            del sys.modules[name]
+    return ov
+
+
 class OpenVinoRuntime:
     """OpenVINO's CPU plugin: the IR (first output only) compiled with the variant's settings; on
     a CPU that has one, the compiled model shipped or `--prepare`d beside it is imported instead
@@ -271,8 +288,7 @@ class OpenVinoRuntime:
     def load(self, mark) -> None:
         if self.args.device != "cpu":
             raise RuntimeError(f"device {self.args.device!r}: this bundle runs OpenVINO on the CPU only")
-        import openvino as ov
-
+        ov = import_openvino()
         mark("runtime_imported")
         core = ov.Core()
         blob = compiled_path(self.cfg, ov.__version__)
@@ -311,7 +327,7 @@ class OpenVinoRuntime:
     def prepare(self) -> str:
         """Compile the IR for this CPU and save the compiled model beside it; later starts on a
         CPU of the same kind (and the same OpenVINO) import it instead of compiling."""
-        import openvino as ov
+        ov = import_openvino()
 
         dst = compiled_path(self.cfg, ov.__version__)
         compiled = ov.Core().compile_model(os.path.join(HERE, self.cfg["model_file"]), "CPU", self.config())
