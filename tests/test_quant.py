@@ -7,6 +7,7 @@ import dataclasses
 import json
 import shutil
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -440,3 +441,36 @@ def test_a_build_onnx_runtime_refuses_is_not_recorded(lab, monkeypatch):
     with pytest.raises(StudioError, match="does not load"):
         builds.build(v, progress=False, check=False)
     assert builds.installed(v) is None
+
+
+def test_two_builders_of_one_build_at_once_make_it_once(lab, monkeypatch):
+    """The app's jobs and a CLI `studio build` (or two test workers) may ask for the same build
+    at once: one makes it, the other waits and gets that build; neither sees a half-made folder."""
+    import threading
+
+    from studio.quant import makers
+
+    real, calls = makers.make, []
+
+    def slow_make(*args, **kwargs):
+        calls.append(1)
+        time.sleep(0.5)  # the other builder arrives while this one is making
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(makers, "make", slow_make)
+    v = load_zoo().get("tiny-int8-dynamic")
+    records, errors = [], []
+
+    def one() -> None:
+        try:
+            records.append(builds.build(v, progress=False, check=False))
+        except Exception as exc:  # reported below, with the other thread's result
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and len(records) == 2 and len(calls) == 1
+    assert records[0].sha256 == records[1].sha256 and Path(records[0].path).is_file()

@@ -281,8 +281,6 @@ def build(variant: Variant | str, force: bool = False, progress: bool | Progress
 
     `recipe` overrides the zoo's (used by `studio build --recipe`). `check` measures the
     build's agreement with its source on the recipe's check images."""
-    from studio.quant import makers
-
     v = load_zoo().get(variant) if isinstance(variant, str) else variant
     recipe = recipe or recipe_of(v)
     say = _say(progress)
@@ -298,15 +296,38 @@ def build(variant: Variant | str, force: bool = False, progress: bool | Progress
         from studio.quant.images import ImageSet
 
         calib_fp = ImageSet.from_dict(recipe.params["calibration"]).fingerprint()
-    existing = read_record(folder)
-    if existing is not None and not force:
-        if calib_fp is None or (existing.calibration or {}).get("content_sha256") == calib_fp["content_sha256"]:
-            if existing.kind == "torch":
-                existing.path = src_rec.path
-            if check and _check_is_stale(existing, recipe):  # --no-check before, or another check set
-                _check(v, recipe, existing, folder, threads, progress, say)
-            return existing
-        say(f"{v.id}: the calibration images changed since the last build; rebuilding")
+
+    def current(tell: bool) -> BuildRecord | None:
+        """The build already in `folder` for this recipe and these calibration images, if any."""
+        existing = read_record(folder)
+        if existing is None or force:
+            return None
+        if calib_fp is not None and (existing.calibration or {}).get("content_sha256") != calib_fp["content_sha256"]:
+            if tell:
+                say(f"{v.id}: the calibration images changed since the last build; rebuilding")
+            return None
+        if existing.kind == "torch":
+            existing.path = src_rec.path
+        if check and _check_is_stale(existing, recipe):  # --no-check before, or another check set
+            _check(v, recipe, existing, folder, threads, progress, say)
+        return existing
+
+    if (done := current(tell=False)) is not None:
+        return done
+    from studio.weights.store import file_lock
+
+    # One builder per build at a time, across processes (the app's jobs, the CLI, test workers):
+    # without it a second builder's replace could remove the folder a first one's caller reads.
+    with file_lock(f"build-{key[:24]}"):
+        if (done := current(tell=True)) is not None:  # built while this process waited
+            return done
+        return _make(v, recipe, src_rec, key, folder, calib_fp, progress, threads, check, say)
+
+
+def _make(v: Variant, recipe: Recipe, src_rec: Any, key: str, folder: Path, calib_fp: dict | None,
+          progress: bool | Progress, threads: int, check: bool, say: Callable[[str], None]) -> BuildRecord:
+    """Make the artifact in a temporary folder beside `folder`, record it, and rename it into place."""
+    from studio.quant import makers
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     say(f"building {v.id} ({recipe.kind}) from {v.derived_from} [{key[:12]}]")
