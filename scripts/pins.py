@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
+import sysconfig
 import tomllib
 from dataclasses import dataclass
 from importlib import metadata
@@ -79,10 +80,19 @@ class Dist:
 Env = dict[str, Dist]
 
 
+def site_dirs() -> list[str]:
+    """Where this interpreter's environment installs packages (the .venv's site-packages)."""
+    paths = sysconfig.get_paths()
+    return list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
+
+
 def environment() -> Env:
-    """Every distribution installed for this interpreter, by canonical name."""
+    """Every distribution installed in this interpreter's site-packages, by canonical name.
+
+    Only site-packages, not all of sys.path: `import ray` puts its vendored copies
+    (ray/thirdparty_files: colorama, psutil) on sys.path, and those are not installs to pin."""
     env: Env = {}
-    for d in metadata.distributions():
+    for d in metadata.distributions(path=site_dirs()):
         name = canonicalize_name(d.metadata["Name"] or "")
         if name and name not in env:  # the first on sys.path wins, as for imports
             env[name] = Dist(name, d.version, tuple(d.requires or ()), d.metadata.get("Requires-Python") or "")

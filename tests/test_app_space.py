@@ -78,7 +78,7 @@ def test_requirements_pin_the_runtime_as_constraints_and_the_venv_do():
     for name, version in reqs.items():
         assert cons.get(name) == version, f"{name}: requirements.txt pins {version}, constraints.txt {cons.get(name)}. {FIX}"
         have = pins.ALIASES.get(name, name)  # opencv-python: pinned at opencv-python-headless's version
-        installed = metadata.version(have)
+        installed = pins.environment()[have].version
         assert installed == version, f"{name}: requirements.txt pins {version}, the tested environment has {installed}. {FIX}"
     runtime = pins.groups(pins.environment(), pins.project_roots())["runtime"]
     assert sorted(set(runtime) - set(reqs)) == [], f"the app needs these, requirements.txt lacks them. {FIX}"
@@ -95,6 +95,22 @@ def test_every_installed_package_is_pinned_in_constraints():
     # the one pin for a package not installed here: the Space's second OpenCV wheel
     assert sorted(set(cons) - set(env)) == sorted(pins.ALIASES), f"pinned but not installed. {FIX}"
     assert cons["opencv-python"] == cons["opencv-python-headless"]  # see the note in requirements.txt
+
+
+def test_a_package_on_sys_path_outside_site_packages_is_not_an_install(tmp_path, monkeypatch):
+    """`import ray` puts ray/thirdparty_files (a vendored colorama) on sys.path; a test file that
+    imported ray ahead of these checks on the same xdist worker made them call colorama an
+    unpinned install (CI, stop 25). Only the venv's site-packages count."""
+    before = pins.environment()
+    (tmp_path / "colorama-0.4.6.dist-info").mkdir()
+    (tmp_path / "colorama-0.4.6.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: colorama\nVersion: 0.4.6\n")
+    (tmp_path / "pip-1.0.dist-info").mkdir()  # a shadowing copy of an installed one, first on sys.path
+    (tmp_path / "pip-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: pip\nVersion: 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "colorama" in {d.metadata["Name"] for d in metadata.distributions()}  # what the old code read
+    after = pins.environment()
+    assert "colorama" not in after and after["pip"].version != "1.0"
+    assert after == before
 
 
 def test_the_pin_files_are_what_the_venv_writes():
