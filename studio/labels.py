@@ -21,7 +21,14 @@ def agreement_with(variant_id: str) -> str:
     return f"agreement with {variant_id}"
 
 
-def check_images(check_set: dict, n: int) -> str:
-    """Where a build's agreement was measured, e.g. "16 held-out sod-dev images"."""
+RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO", "torch": "PyTorch", "opencv": "OpenCV"}
+
+
+def check_images(agreement: dict) -> str:
+    """Where and on what a build's agreement was measured, e.g. "16 held-out sod-dev images, on
+    OpenVINO" (the same file can run on two runtimes, which agree with the source differently)."""
+    check_set, n = agreement["set"], agreement["n"]
     held = " held-out" if check_set.get("part") == "held-out" else ""
-    return f"{n}{held} {check_set.get('dataset', '?')} images"
+    runtime = agreement.get("runtime")
+    on = f", on {RUNTIME_NAMES.get(runtime, runtime)}" if runtime else ""
+    return f"{n}{held} {check_set.get('dataset', '?')} images{on}"

@@ -185,6 +185,26 @@ def test_an_agreement_measured_on_the_calibration_images_is_measured_again(lab):
     assert again.agreement["set"]["part"] == "held-out"
 
 
+def test_an_agreement_checked_on_another_runtime_is_checked_again_and_says_its_runtime(lab):
+    """One file can run on two runtimes (isnet-general-use-cpu: the QDQ file on OpenVINO), and
+    they agree with the source differently: the record says which one it was checked on, and a
+    check made on another runtime than the variant's is made again (it was shown as the pick's)."""
+    v = load_zoo().get("tiny-int8-static")
+    rec = builds.build(v, progress=False)
+    assert rec.agreement["runtime"] == "onnxruntime"
+    assert labels.check_images(rec.agreement) == "4 held-out embedded images, on ONNX Runtime"
+    # a record from before the runtime was written down: an ONNX file was checked on ONNX Runtime
+    rec.agreement = {k: x for k, x in rec.agreement.items() if k != "runtime"}
+    builds._write_record(Path(rec.path).parent, rec)
+    assert "runtime" not in builds.build(v, progress=False).agreement  # the same runtime: kept
+    on_openvino = dataclasses.replace(v, backend="openvino", options=None)
+    again = builds.build(on_openvino, progress=False)
+    assert again.created_at == rec.created_at  # not rebuilt, only checked again
+    assert again.agreement["runtime"] == "openvino" and again.agreement["ids"] == rec.agreement["ids"]
+    assert labels.check_images(again.agreement).endswith(", on OpenVINO")
+    assert builds.build(on_openvino, progress=False).agreement == again.agreement  # and then kept
+
+
 def test_builds_are_cached_by_recipe_and_rebuilt_when_it_changes(lab):
     v = load_zoo().get("tiny-int8-static")
     first = builds.build(v, progress=False, check=False)

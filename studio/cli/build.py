@@ -127,7 +127,7 @@ def summary_line(rec) -> str:
     a = rec.agreement
     pooled = f", pooled {a['iou_pooled']:.4f}" if a and "iou_pooled" in a else ""
     agree = (f", agreement IoU {a['iou_mean']:.4f} (min {a['iou_min']:.4f}{pooled}) MAE {a['mae_mean']:.5f} "
-             f"on {labels.check_images(a['set'], a['n'])}") if a else ""
+             f"on {labels.check_images(a)}") if a else ""
     tag = f" [{labels.UNTRAINED}]" if rec.untrained else ""
     return f"ok     {rec.variant}: {rec.path} ({rec.size / 1e6:.1f} MB, built in {rec.build_seconds:.1f} s{agree}){tag}"
 

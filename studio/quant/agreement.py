@@ -47,7 +47,8 @@ def predict_images(variant: Variant, artifact: Path | None, images: list[np.ndar
 
 def agreement_with_source(source: Variant, source_artifact: Path, variant: Variant, artifact: Path,
                           image_set: dict[str, Any], threads: int = 0, progress: Any = True) -> dict[str, Any]:
-    """Agreement of `variant` with `source` on an image set (see `studio.quant.images`)."""
+    """Agreement of `variant` with `source` on an image set (see `studio.quant.images`), with the
+    runtime `variant` ran on."""
     from studio.quant.images import ImageSet
 
     images = ImageSet.from_dict(image_set)
@@ -55,7 +56,8 @@ def agreement_with_source(source: Variant, source_artifact: Path, variant: Varia
     pixels = [s.image() for s in samples]
     ref = predict_images(source, source_artifact, pixels, threads, f"check {source.id}", progress)
     got = predict_images(variant, artifact, pixels, threads, f"check {variant.id}", progress)
-    return {"set": check_set_record(images), "ids": [s.id for s in samples], **compare_mattes(ref, got)}
+    return {"set": check_set_record(images), "runtime": variant.runtime, "ids": [s.id for s in samples],
+            **compare_mattes(ref, got)}
 
 
 def check_set_record(images: Any) -> dict[str, Any]:

@@ -308,7 +308,7 @@ def build(variant: Variant | str, force: bool = False, progress: bool | Progress
             return None
         if existing.kind == "torch":
             existing.path = src_rec.path
-        if check and _check_is_stale(existing, recipe):  # --no-check before, or another check set
+        if check and _check_is_stale(existing, recipe, v):  # --no-check before, another check set or runtime
             _check(v, recipe, existing, folder, threads, progress, say)
         return existing
 
@@ -438,16 +438,26 @@ def _check(v: Variant, recipe: Recipe, rec: BuildRecord, folder: Path, threads: 
         return
     _write_record(folder, rec)
     a = rec.agreement
-    say(f"agreement with {v.derived_from} on {labels.check_images(a['set'], a['n'])}: "
+    say(f"agreement with {v.derived_from} on {labels.check_images(a)}: "
         f"IoU {a['iou_mean']:.4f} (min {a['iou_min']:.4f}), MAE {a['mae_mean']:.5f}")
 
 
-def _check_is_stale(rec: BuildRecord, recipe: Recipe) -> bool:
-    """No agreement yet, or one measured on other images than the recipe's check set."""
+def checked_runtime(rec: BuildRecord) -> str | None:
+    """The runtime a record's agreement was measured on. Records from before it was written down
+    were checked on the file's own runtime: an IR on OpenVINO, an ONNX file on ONNX Runtime (the
+    QDQ file of `isnet-general-use-cpu` included, which now runs on OpenVINO)."""
+    if rec.agreement is None:
+        return None
+    return rec.agreement.get("runtime") or {".xml": "openvino", ".onnx": "onnxruntime"}.get(Path(rec.path).suffix)
+
+
+def _check_is_stale(rec: BuildRecord, recipe: Recipe, v: Variant) -> bool:
+    """No agreement yet, one measured on other images than the recipe's check set, or on another
+    runtime than the variant's."""
     from studio.quant.agreement import check_set_record
     from studio.quant.images import ImageSet
 
-    if rec.agreement is None:
+    if rec.agreement is None or checked_runtime(rec) not in (None, v.runtime):
         return True
     return rec.agreement.get("set") != check_set_record(ImageSet.from_dict(recipe.check_set()))
 

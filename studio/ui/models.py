@@ -136,7 +136,7 @@ def build(variant_id: str | None, progress: Callable[..., Any] | None = None,
     if getattr(rec, "agreement", None):
         a = rec.agreement
         agree = (f" Agreement with {rec.source.get('variant')}: IoU {a['iou_mean']:.4f} "
-                 f"on {labels.check_images(a['set'], a['n'])}.")
+                 f"on {labels.check_images(a)}.")
     untrained = f" ({labels.UNTRAINED})" if rec.untrained else ""
     return (f"**Built `{variant_id}`**{untrained}: {rec.size / 1e6:.1f} MB, sha256 `{rec.sha256[:16]}…`. "
             f"{build_times(job.started_at, job.finished_at, rec)}{agree}")
