@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import textwrap
 import time
@@ -203,6 +204,36 @@ def test_an_agreement_checked_on_another_runtime_is_checked_again_and_says_its_r
     assert again.agreement["runtime"] == "openvino" and again.agreement["ids"] == rec.agreement["ids"]
     assert labels.check_images(again.agreement).endswith(", on OpenVINO")
     assert builds.build(on_openvino, progress=False).agreement == again.agreement  # and then kept
+
+
+def test_the_builds_of_one_source_run_the_source_once_for_their_checks(lab, monkeypatch):
+    """`studio build a b c` checks each build against the same fp32 source on the same images:
+    the source runs once (make demo's three builds ran IS-Net three times, 26 s each), and
+    the figures are those of a check that ran it again."""
+    from studio.quant import agreement
+
+    monkeypatch.setattr(agreement, "_SOURCE_MATTES", {})
+    ran = []
+    real = agreement.predict_images
+    monkeypatch.setattr(agreement, "predict_images", lambda v, *a, **k: ran.append(v.id) or real(v, *a, **k))
+    zoo = load_zoo()
+    a = builds.build(zoo.get("tiny-int8-static"), progress=False)
+    b = builds.build(zoo.get("tiny-int8-static-headfloat"), progress=False)
+    assert ran == ["tiny", "tiny-int8-static", "tiny-int8-static-headfloat"]
+    assert a.agreement["ids"] == b.agreement["ids"] and a.agreement["iou"] != b.agreement["iou"]
+    agreement._SOURCE_MATTES.clear()
+    fresh = agreement.agreement_with_source(zoo.get("tiny"), Path(builds.source_record(zoo.get("tiny")).path),
+                                            zoo.get("tiny-int8-static-headfloat"), Path(b.path),
+                                            zoo.get("tiny-int8-static-headfloat").recipe.check_set(), progress=False)
+    assert ran[-2:] == ["tiny", "tiny-int8-static-headfloat"] and fresh == b.agreement
+    # other pixels, or a source file fetched again (another mtime), run the source again
+    src, tiny, pixels = Path(builds.source_record(zoo.get("tiny")).path), zoo.get("tiny"), [np.zeros((8, 8, 3), np.uint8)]
+    agreement.source_mattes(tiny, src, pixels, progress=False)
+    agreement.source_mattes(tiny, src, [p.copy() for p in pixels], progress=False)
+    assert ran.count("tiny") == 3
+    os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
+    agreement.source_mattes(tiny, src, pixels, progress=False)
+    assert ran.count("tiny") == 4
 
 
 def test_builds_are_cached_by_recipe_and_rebuilt_when_it_changes(lab):
