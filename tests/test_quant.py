@@ -226,13 +226,13 @@ def test_the_builds_of_one_source_run_the_source_once_for_their_checks(lab, monk
                                             zoo.get("tiny-int8-static-headfloat"), Path(b.path),
                                             zoo.get("tiny-int8-static-headfloat").recipe.check_set(), progress=False)
     assert ran[-2:] == ["tiny", "tiny-int8-static-headfloat"] and fresh == b.agreement
-    # other pixels, or a source file fetched again (another mtime), run the source again
+    # other images, or a source file fetched again (another mtime), run the source again
     src, tiny, pixels = Path(builds.source_record(zoo.get("tiny")).path), zoo.get("tiny"), [np.zeros((8, 8, 3), np.uint8)]
-    agreement.source_mattes(tiny, src, pixels, progress=False)
-    agreement.source_mattes(tiny, src, [p.copy() for p in pixels], progress=False)
+    agreement.source_mattes(tiny, src, "other-images", pixels, progress=False)
+    agreement.source_mattes(tiny, src, "other-images", [p.copy() for p in pixels], progress=False)
     assert ran.count("tiny") == 3
     os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
-    agreement.source_mattes(tiny, src, pixels, progress=False)
+    agreement.source_mattes(tiny, src, "other-images", pixels, progress=False)
     assert ran.count("tiny") == 4
 
 

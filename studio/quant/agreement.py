@@ -51,18 +51,13 @@ _SOURCE_MATTES: dict[tuple, list[np.ndarray]] = {}
 _SOURCE_MATTES_MAX = 4
 
 
-def source_mattes(source: Variant, source_artifact: Path, pixels: list[np.ndarray], threads: int = 0,
-                  progress: Any = True) -> list[np.ndarray]:
+def source_mattes(source: Variant, source_artifact: Path, images_sha256: str, pixels: list[np.ndarray],
+                  threads: int = 0, progress: Any = True) -> list[np.ndarray]:
     """The source's mattes on these images, computed once per process for one source file
-    (its path, size and mtime: a re-fetched file is run again) and the same pixels."""
-    import hashlib
-
+    (its path, size and mtime: a re-fetched file is run again) and the same images
+    (`images_sha256`: the image set's `fingerprint`, their ids and content hashes)."""
     st = source_artifact.stat() if source_artifact.exists() else None
-    content = hashlib.sha256()
-    for im in pixels:
-        content.update(repr((im.shape, im.dtype.str)).encode())
-        content.update(np.ascontiguousarray(im).data)
-    key = (source.id, str(source_artifact), st and (st.st_size, st.st_mtime_ns), threads, content.hexdigest())
+    key = (source.id, str(source_artifact), st and (st.st_size, st.st_mtime_ns), threads, images_sha256)
     if key not in _SOURCE_MATTES:
         mattes = predict_images(source, source_artifact, pixels, threads, f"check {source.id}", progress)
         if len(_SOURCE_MATTES) >= _SOURCE_MATTES_MAX:
@@ -80,7 +75,8 @@ def agreement_with_source(source: Variant, source_artifact: Path, variant: Varia
     images = ImageSet.from_dict(image_set)
     samples = images.samples()
     pixels = [s.image() for s in samples]
-    ref = source_mattes(source, source_artifact, pixels, threads, progress)
+    images_sha256 = images.fingerprint(samples)["content_sha256"]
+    ref = source_mattes(source, source_artifact, images_sha256, pixels, threads, progress)
     got = predict_images(variant, artifact, pixels, threads, f"check {variant.id}", progress)
     return {"set": check_set_record(images), "runtime": variant.runtime, "ids": [s.id for s in samples],
             **compare_mattes(ref, got)}
