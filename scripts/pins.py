@@ -94,7 +94,7 @@ def environment() -> Env:
     env: Env = {}
     for d in metadata.distributions(path=site_dirs()):
         name = canonicalize_name(d.metadata["Name"] or "")
-        if name and name not in env:  # the first on sys.path wins, as for imports
+        if name and name not in env:  # the first site dir wins, as for imports
             env[name] = Dist(name, d.version, tuple(d.requires or ()), d.metadata.get("Requires-Python") or "")
     return env
 

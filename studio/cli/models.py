@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from studio import labels
 from studio.inventory import zoo_rows
 from studio.terminal import format_table
 
@@ -20,7 +21,7 @@ WIDE_HEADERS = ["id", "family", "backend", "runtime", "precision", "input", "siz
 HEADERS = ["id", "precision/runtime", "input", "size", "license", "installed", "notes"]
 # the narrow table's short runtime names (the wide table and --json spell them out)
 RUNTIME_SHORT = {"onnxruntime": "ort", "openvino": "ov"}
-RUNTIME_NAMES = {"ort": "ONNX Runtime", "ov": "OpenVINO"}
+RUNTIME_NAMES = {short: labels.RUNTIME_NAMES[name] for name, short in RUNTIME_SHORT.items()}
 
 
 def register(sub) -> None:
